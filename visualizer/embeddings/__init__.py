@@ -1,0 +1,1 @@
+"""Samples -> activations -> PCA/UMAP -> embeddings CSV with a JSON sidecar, and its validation."""
