@@ -1,0 +1,155 @@
+"""Adapters load real-format checkpoints, share the first input, expose named layers and plug in by entry point."""
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from visualizer.adapters import get_adapter, list_adapters
+from visualizer.adapters import registry as registry_module
+from visualizer.adapters.dmd2 import DMD2Adapter
+from visualizer.adapters.edm import EDMAdapter
+from visualizer.checkpoints.edm_pickle_writer import write_edm_pickle
+from visualizer.errors import UserError
+from visualizer.models import EDMPrecond
+from visualizer.models.device import pick_device
+
+TINY = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
+            num_blocks=1, attn_resolutions=[8], dropout=0.0)
+
+
+def _net(seed: int = 0) -> EDMPrecond:
+    net = EDMPrecond(**TINY)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The same weights as an EDM pickle (teacher) and as a DMD2 checkpoint folder (student)."""
+    root = tmp_path_factory.mktemp("ckpt")
+    net = _net()
+    write_edm_pickle(net, root / "teacher.pkl")
+    folder = root / "checkpoint_model_000100"
+    folder.mkdir()
+    torch.save(net.state_dict(), folder / "pytorch_model.bin")
+    torch.save({"guidance": torch.zeros(1)}, folder / "pytorch_model_1.bin")
+    return root / "teacher.pkl", folder, net
+
+
+def test_registry_lists_builtins_and_refuses_unknown():
+    assert {"edm-imagenet-64", "dmd2-imagenet-64"} <= set(list_adapters())
+    assert get_adapter("edm-imagenet-64") is EDMAdapter and get_adapter("dmd2-imagenet-64") is DMD2Adapter
+    with pytest.raises(UserError, match="unknown adapter 'nope'; available: .*dmd2-imagenet-64"):
+        get_adapter("nope")
+
+
+def test_third_party_adapter_found_through_entry_point(tmp_path, monkeypatch):
+    """A real installed distribution (dist-info on sys.path) registering an adapter in our group."""
+    (tmp_path / "my_adapter.py").write_text(textwrap.dedent("""
+        from visualizer.adapters.dmd2 import DMD2Adapter
+
+        class MyAdapter(DMD2Adapter):
+            name = "my-model"
+    """))
+    info = tmp_path / "my_adapter-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-adapter\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[visualizer.adapters]\nmy-model = my_adapter:MyAdapter\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry_module._plugins.cache_clear()
+    try:
+        assert "my-model" in list_adapters()
+        assert get_adapter("my-model").__name__ == "MyAdapter"
+    finally:
+        registry_module._plugins.cache_clear()
+        sys.modules.pop("my_adapter", None)
+
+
+def test_formats_load_and_describe(pair, tmp_path):
+    pkl, folder, net = pair
+    teacher = EDMAdapter.from_checkpoint(pkl, device="cpu")
+    student = DMD2Adapter.from_checkpoint(folder, device="cpu")
+    bin_student = DMD2Adapter.from_checkpoint(folder / "pytorch_model.bin", device="cpu")
+    for adapter in (teacher, student, bin_student):
+        assert adapter.resolution == 16 and adapter.num_classes == 10
+        for k, v in net.state_dict().items():
+            assert torch.equal(adapter.net.state_dict()[k], v), k
+    assert teacher.describe()["role"] == "teacher" and student.describe()["role"] == "student"
+    assert EDMAdapter.from_pickle(str(pkl), device="cpu").checkpoint == str(pkl)
+
+
+def test_missing_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="missing.pkl"):
+        EDMAdapter.from_checkpoint(tmp_path / "missing.pkl", device="cpu")
+
+
+def test_layer_names_native_and_legacy(pair):
+    teacher = EDMAdapter.from_checkpoint(pair[0], device="cpu")
+    names = teacher.hookable_layers
+    assert "enc.16x16_block0" in names and "dec.8x8_in0" in names
+    assert {"encoder_block_0", "encoder_bottleneck", "midblock", "decoder_block_1"} <= set(names)
+    shapes = teacher.layer_shapes()
+    assert shapes["enc.8x8_block0"][-3:] == (64, 8, 8) and shapes["dec.16x16_block1"][-3:] == (32, 16, 16)
+    with pytest.raises(UserError, match="valid names.*enc.16x16_conv"):
+        teacher.register_activation_hooks(["enc.99x99_block0"], lambda m, i, o: None)
+
+
+def test_teacher_and_student_share_the_first_input_and_activations(pair):
+    """Same weights, same seed and class: the teacher's first step is the student's only step."""
+    pkl, folder, _ = pair
+    teacher = EDMAdapter.from_checkpoint(pkl, device="cpu")
+    student = DMD2Adapter.from_checkpoint(folder, device="cpu")
+    layer = "encoder_bottleneck"
+    seen: dict[str, list[torch.Tensor]] = {"teacher": [], "student": []}
+    handles = [
+        *teacher.register_activation_hooks([layer], lambda m, i, o: seen["teacher"].append(o.detach().clone())),
+        *student.register_activation_hooks([layer], lambda m, i, o: seen["student"].append(o.detach().clone())),
+    ]
+    try:
+        sigmas = []
+        teacher.sample(seeds=[3, 11], class_label=[2, 7], num_steps=4, preset="fid",
+                       callback=lambda d: sigmas.append(d["sigma"]))
+        student.sample(seeds=[3, 11], class_label=[2, 7])
+    finally:
+        for h in handles:
+            h.remove()
+    assert sigmas[0] == pytest.approx(80.0)
+    assert len(seen["teacher"]) == 2 * 4 - 1 and len(seen["student"]) == 1
+    torch.testing.assert_close(seen["teacher"][0], seen["student"][0], rtol=0, atol=0)
+    x_t, s_t, y_t, c_t = teacher.first_input([3, 11], [2, 7])
+    x_s, s_s, y_s, c_s = student.first_input([3, 11], [2, 7])
+    assert torch.equal(x_t, x_s) and s_t == s_s == 80.0 and torch.equal(y_t, y_s) and c_t.tolist() == [2, 7]
+    assert all(not m._forward_hooks for m in teacher.net.modules())
+
+
+def test_sample_is_per_seed_and_returns_uint8(pair):
+    student = DMD2Adapter.from_checkpoint(pair[1], device="cpu")
+    both = student.sample(seeds=[5, 9])
+    alone = student.sample(seeds=[9])
+    assert both.images.dtype == np.uint8 and both.images.shape == (2, 16, 16, 3)
+    # CPU convolutions differ in the last bits between batch sizes; the random streams are per seed.
+    assert np.abs(both.images[1].astype(int) - alone.images[0].astype(int)).max() <= 1
+    assert both.class_labels[1] == alone.class_labels[0] and both.seeds == [5, 9]
+    few = student.sample(seeds=[5], num_steps=3)
+    assert few.images.shape == (1, 16, 16, 3)
+
+
+def test_forward_is_one_denoising_step(pair):
+    teacher = EDMAdapter.from_checkpoint(pair[0], device="cpu")
+    x = torch.randn(2, 3, 16, 16)
+    out = teacher.forward(x, 2.5, [1, 4])
+    torch.testing.assert_close(out, pair[2](x, torch.tensor(2.5), torch.eye(10)[[1, 4]]))
+
+
+def test_device_choice():
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert pick_device().type == expected and pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")

@@ -1,0 +1,143 @@
+"""What every model adapter offers: load a checkpoint, denoise one step, sample, expose named layers.
+
+An adapter owns one network on one device. Everything the app and the pipeline do with a model
+goes through this interface, so a third-party model plugs in by subclassing `DiffusionAdapter`
+and registering under the `visualizer.adapters` entry-point group.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.hooks import RemovableHandle
+
+from visualizer.models.device import pick_device
+from visualizer.models.layer_names import layer_shapes, layer_table, resolve_layers
+from visualizer.models.networks import EDMPrecond
+from visualizer.models.seeding import draw_latents_and_classes, make_generators, one_hot
+
+HookFn = Callable[[torch.nn.Module, tuple, Any], Any]
+
+
+@dataclass
+class SampleResult:
+    images: np.ndarray          # uint8 [B, H, W, C]
+    class_labels: np.ndarray    # int64 [B]
+    seeds: list[int]
+    denoised: torch.Tensor      # float32 [B, C, H, W], the model's final estimate in [-1, 1] (CPU)
+
+
+@cache
+def imagenet_class_names() -> tuple[str, ...]:
+    data = json.loads(resources.files("visualizer.data").joinpath("imagenet_class_index.json").read_text())
+    return tuple(data[str(i)][1].replace("_", " ") for i in range(len(data)))
+
+
+def default_class_names(num_classes: int) -> tuple[str, ...]:
+    return imagenet_class_names() if num_classes == 1000 else tuple(str(i) for i in range(num_classes))
+
+
+class DiffusionAdapter(ABC):
+    """One EDM-family network with its sampler; `forward` is a single denoising step D(x, sigma)."""
+
+    name: ClassVar[str]
+    role: ClassVar[str]             # 'teacher' (multi-step) or 'student' (few-step generator)
+    first_sigma: ClassVar[float] = 80.0
+
+    def __init__(self, net: EDMPrecond, *, device: str | torch.device | None = None,
+                 checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None):
+        self.device = pick_device(device)
+        self.net = net.eval().requires_grad_(False).to(self.device)
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
+        self.class_names = tuple(class_names or default_class_names(net.label_dim))
+        self._layers = layer_table(net)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None, **kw) -> DiffusionAdapter:
+        """Loads the adapter's official checkpoint format(s); errors name the file and the problem."""
+
+    # -- description ----------------------------------------------------------------------------
+    @property
+    def resolution(self) -> int:
+        return self.net.img_resolution
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.label_dim
+
+    @property
+    def hookable_layers(self) -> list[str]:
+        """Native paths (`enc.16x16_block1`) and the earlier tool's names (`encoder_block_7`)."""
+        return list(self._layers)
+
+    def layer_shapes(self) -> dict[str, tuple[int, ...]]:
+        return layer_shapes(self.net)
+
+    def describe(self) -> dict:
+        return {"adapter": self.name, "role": self.role, "checkpoint": self.checkpoint,
+                "resolution": self.resolution, "num_classes": self.num_classes}
+
+    # -- computation ----------------------------------------------------------------------------
+    def labels(self, class_labels: torch.Tensor | Sequence[int] | int | None, batch: int) -> torch.Tensor | None:
+        """Class indices (or one-hot rows) to the one-hot float matrix the network takes."""
+        if not self.num_classes or class_labels is None:
+            return None
+        t = torch.as_tensor(class_labels, device=self.device)
+        if t.ndim == 2:
+            return t.float()
+        return one_hot(t.reshape(-1).expand(batch) if t.numel() == 1 else t.reshape(-1), self.num_classes, self.device)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, class_labels=None) -> torch.Tensor:
+        """One denoising step D(x, sigma): the model's estimate of the clean image."""
+        x = x.to(self.device)
+        return self.net(x, torch.as_tensor(sigma, device=self.device), self.labels(class_labels, x.shape[0]))
+
+    def draw(self, seeds: Sequence[int], class_label: int | Sequence[int] | None = None):
+        """Per-seed generators, latents z and class indices, drawn in the reference order."""
+        seeds = [int(s) for s in seeds]
+        generators = make_generators(seeds, self.device)
+        forced = None
+        if class_label is not None:
+            forced = torch.as_tensor(class_label, dtype=torch.long).reshape(-1).expand(len(seeds)).to(self.device)
+        shape = (self.net.img_channels, self.resolution, self.resolution)
+        latents, classes = draw_latents_and_classes(generators, shape, self.num_classes, forced)
+        return generators, latents, classes
+
+    def first_input(self, seeds: Sequence[int], class_label: int | Sequence[int] | None = None):
+        """(x, sigma, one-hot labels, class indices) of the first network call: z*80 at sigma 80.
+
+        Teacher and student share it for the same seed and class, so their activations at this
+        step compare one to one.
+        """
+        _, latents, classes = self.draw(seeds, class_label)
+        return latents * self.first_sigma, self.first_sigma, self.labels(classes, len(seeds)), classes
+
+    @abstractmethod
+    def sample(self, num_samples: int = 1, class_label: int | Sequence[int] | None = None,
+               seeds: Sequence[int] | None = None, callback: Callable[[dict], None] | None = None,
+               **settings) -> SampleResult:
+        """Runs the adapter's own sampler from per-seed noise; seeds default to 0..num_samples-1."""
+
+    @staticmethod
+    def _seeds(num_samples: int, seeds: Sequence[int] | None) -> list[int]:
+        return list(range(num_samples)) if seeds is None else [int(s) for s in seeds]
+
+    # -- activations ----------------------------------------------------------------------------
+    def resolve(self, names: Sequence[str]) -> dict[str, torch.nn.Module]:
+        return resolve_layers(self.net, names)
+
+    def register_activation_hooks(self, names: Sequence[str], fn: HookFn) -> list[RemovableHandle]:
+        """PyTorch forward hooks `fn(module, input, output)` on the named layers; remove the handles when done."""
+        return [module.register_forward_hook(fn) for module in self.resolve(names).values()]
