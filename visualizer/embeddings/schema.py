@@ -18,6 +18,17 @@
 Extra columns are kept. The sidecar `<csv stem>.json` (optional for hand-made CSVs) records
 provenance: `schema_version`, `models` {key: {adapter, checkpoint, sha256, role}}, `layers`,
 `sampler`, `reduction`, `versions`, `created`.
+
+Extra column written by `python -m visualizer embed` (visualizer.embeddings.pipeline):
+
+| column      | type  | meaning                                                          |
+| ----------- | ----- | ---------------------------------------------------------------- |
+| row         | int   | row of this sample in its activation stores: the sidecar's       |
+|             |       | `activations.path` with model, layer and step filled in          |
+
+and, in its sidecar, also `steps`, `seeds`, `classes`, `activations` {path, dtype, row_column,
+layers: {name: {shape, pool, features}}}, `thumbnails` and `run` {batch_size, device, world_size};
+`reduction.pca.basis_dir` holds the PCA basis that `visualizer.embeddings.reduce.project_new` reads.
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+"""`python -m visualizer embed`: sample with each model, record layers, write the UMAP embeddings CSV.
+
+Examples:
+
+    python -m visualizer embed --teacher edm-imagenet-64x64-cond-adm.pkl \\
+        --student checkpoint_model_548000/ --seeds 0-999 --out runs/bottleneck
+    python -m visualizer embed --model teacher=edm-imagenet-64:edm.pkl \\
+        --model student=dmd2-imagenet-64:ckpt/ --layers enc.8x8_block2,dec.16x16_block1 \\
+        --steps first,last --preset deterministic --num-steps 40 --out runs/two-layers
+    torchrun --nproc_per_node 8 -m visualizer embed ...   # batches spread over 8 GPUs
+
+Rerunning the same command in the same --out folder resumes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from visualizer.embeddings.spec import (
+    DEFAULT_LAYERS,
+    MAX_FEATURES,
+    model_specs,
+    parse_classes,
+    parse_names,
+    parse_pool,
+    parse_steps,
+    seeds_from_args,
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n", 2)[2]
+    g = parser.add_argument_group("models")
+    g.add_argument("--model", action="append", metavar="KEY=ADAPTER:CHECKPOINT",
+                   help="a model to run, e.g. teacher=edm-imagenet-64:edm.pkl (repeatable)")
+    g.add_argument("--teacher", metavar="PATH", help="shorthand for --model teacher=<detected adapter>:PATH")
+    g.add_argument("--student", metavar="PATH", help="shorthand for --model student=<detected adapter>:PATH")
+    g = parser.add_argument_group("samples")
+    g.add_argument("--seeds", metavar="RANGES", help="e.g. 0-999 or 0-9,100-109 (inclusive ranges)")
+    g.add_argument("--num-samples", type=int, metavar="N", help="N seeds from --seed-start (default 1000)")
+    g.add_argument("--seed-start", type=int, metavar="S", help="first seed with --num-samples (default 0)")
+    g.add_argument("--classes", default="balanced", metavar="MODE",
+                   help="balanced (default: seed i gets class i mod classes, the same for every model), "
+                        "drawn (the generator's own draw) or a list such as 3,7 (cycled over the seeds)")
+    g = parser.add_argument_group("recording")
+    g.add_argument("--layers", default=",".join(DEFAULT_LAYERS), metavar="NAMES",
+                   help="comma-separated layer names, native (enc.8x8_block2) or legacy (encoder_bottleneck, "
+                        "the default)")
+    g.add_argument("--steps", default="first", metavar="STEPS",
+                   help="steps of multi-step models to record: first (default; the call at sigma 80 that the "
+                        "one-step student shares), last, indices, or a mix such as first,last. One-step "
+                        "models always record their only step, 0")
+    g.add_argument("--pool", default="auto", metavar="POOL",
+                   help=f"spatial pooling before flattening: auto (default: flatten layers of at most "
+                        f"{MAX_FEATURES} values, else the smallest avgK that gets there), none, mean, avg2, avg4, ...")
+    g = parser.add_argument_group("sampler and hardware")
+    g.add_argument("--preset", metavar="NAME", help="teacher sampler preset: fid (default) or deterministic")
+    g.add_argument("--num-steps", type=int, metavar="N", help="teacher sampler steps (default: the preset's)")
+    g.add_argument("--batch-size", type=int, default=64, metavar="B", help="seeds per batch and shard (default 64)")
+    g.add_argument("--device", metavar="DEVICE", help="cuda, cpu, mps (default: the best available); under "
+                   "torchrun each rank takes cuda:LOCAL_RANK")
+    g = parser.add_argument_group("reduction")
+    g.add_argument("--pca-dims", type=int, default=50, metavar="K", help="PCA components per layer (default 50)")
+    g.add_argument("--pca-fit-rows", type=int, default=20000, metavar="N",
+                   help="rows of the random subsample the PCA is fitted on (default 20000)")
+    g.add_argument("--n-neighbors", type=int, default=15, metavar="N", help="UMAP n_neighbors (default 15)")
+    g.add_argument("--min-dist", type=float, default=0.1, metavar="D", help="UMAP min_dist (default 0.1)")
+    g.add_argument("--random-state", type=int, default=0, metavar="S",
+                   help="seed of the PCA subsample, the randomized SVD and UMAP (default 0)")
+    g = parser.add_argument_group("output")
+    g.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder (created; reused to resume)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace):
+    from visualizer.embeddings.pipeline import EmbedConfig
+    from visualizer.errors import UserError
+
+    for option in ("pca_dims", "pca_fit_rows", "n_neighbors", "num_steps", "batch_size"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    if args.n_neighbors < 2:
+        raise UserError(f"--n-neighbors must be >= 2, got {args.n_neighbors}")
+    if not 0 <= args.min_dist <= 1:
+        raise UserError(f"--min-dist must lie in [0, 1], got {args.min_dist}")
+    return EmbedConfig(
+        models=model_specs(args.model, args.teacher, args.student),
+        seeds=seeds_from_args(args.seeds, args.num_samples, args.seed_start),
+        out=args.out, classes=parse_classes(args.classes), layers=parse_names(args.layers, "--layers"),
+        steps=parse_steps(args.steps), preset=args.preset, num_steps=args.num_steps, batch_size=args.batch_size,
+        device=args.device, pool=parse_pool(args.pool), pca_dims=args.pca_dims, pca_fit_rows=args.pca_fit_rows,
+        n_neighbors=args.n_neighbors, min_dist=args.min_dist, random_state=args.random_state,
+        progress=not args.no_progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from visualizer.embeddings.pipeline import run_embed
+
+    summary = run_embed(config_from_args(args))
+    if summary is not None:
+        print(summary.table())
+    return 0
