@@ -153,3 +153,17 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             pick_device("cuda")
+
+
+def test_detect_adapter_by_file(pair, tmp_path):
+    from visualizer.adapters import detect_adapter
+    from visualizer.checkpoints.convert import convert
+
+    pkl, folder, net = pair
+    converted = convert(pkl, tmp_path / "teacher.safetensors")
+    from visualizer.checkpoints.safetensors_io import save_network_safetensors
+
+    plain = save_network_safetensors(net, tmp_path / "student.safetensors")
+    assert detect_adapter(pkl) == detect_adapter(converted) == "edm-imagenet-64"
+    students = {detect_adapter(folder), detect_adapter(folder / "pytorch_model.bin"), detect_adapter(plain)}
+    assert students == {"dmd2-imagenet-64"}

@@ -20,7 +20,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m visualizer", description="Look inside distilled diffusion models: convert, download, embed.")
+    parser = argparse.ArgumentParser(
+        prog="python -m visualizer", description="Look inside distilled diffusion models: convert, download, embed."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if not a.startswith("-")), None)

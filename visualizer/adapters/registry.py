@@ -42,8 +42,11 @@ def get_adapter(name: str) -> type[DiffusionAdapter]:
 
 
 def detect_adapter(path: str | Path) -> str:
-    """Teacher or student from the file: EDM pickles are teachers, DMD2 generator files students."""
+    """Teacher or student from the file: EDM pickles (and their conversions) are teachers, DMD2 files students."""
     from visualizer.checkpoints.loading import detect_format
+    from visualizer.checkpoints.safetensors_io import SOURCE_KEY, read_metadata
 
     fmt = detect_format(Path(path))
+    if fmt == "safetensors" and read_metadata(path).get(SOURCE_KEY) == "edm-pickle":
+        fmt = "edm-pickle"
     return EDMAdapter.name if fmt == "edm-pickle" else DMD2Adapter.name

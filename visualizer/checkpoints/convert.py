@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from visualizer.checkpoints.loading import load_network
+from visualizer.checkpoints.loading import detect_format, load_network
 from visualizer.checkpoints.safetensors_io import save_network_safetensors
 from visualizer.errors import UserError
 
@@ -31,7 +31,7 @@ def convert(source: str | Path, target: str | Path, *, force: bool = False) -> P
         raise UserError(f"{target}: already exists; pass --force to overwrite it")
     if not target.parent.is_dir():
         raise UserError(f"{target.parent}: no such folder")
-    return save_network_safetensors(load_network(source), target)
+    return save_network_safetensors(load_network(source), target, source_format=detect_format(Path(source)))
 
 
 def run(args: argparse.Namespace) -> int:

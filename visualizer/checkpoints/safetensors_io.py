@@ -18,6 +18,18 @@ from visualizer.models import EDMPrecond
 
 FORMAT = "edm-precond"
 KWARGS_KEY = "visualizer_edm_kwargs"
+SOURCE_KEY = "visualizer_source_format"
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a .safetensors file without reading its tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable .safetensors file: {_first_line(e)}") from e
 
 
 def network_kwargs(net: EDMPrecond) -> dict:
@@ -25,8 +37,12 @@ def network_kwargs(net: EDMPrecond) -> dict:
     return {**net.init_kwargs, "use_fp16": net.use_fp16, "model_type": "DhariwalUNet"}
 
 
-def save_network_safetensors(net: EDMPrecond, path: str | Path) -> Path:
-    """Write `net`'s weights and settings to `path` atomically (CPU tensors, one storage each)."""
+def save_network_safetensors(net: EDMPrecond, path: str | Path, *, source_format: str | None = None) -> Path:
+    """Write `net`'s weights and settings to `path` atomically (CPU tensors, one storage each).
+
+    `source_format` (e.g. 'edm-pickle') is kept in the metadata so that a converted teacher is still
+    recognised as a teacher.
+    """
     path = Path(path)
     tensors = {}
     for key, value in net.state_dict().items():
@@ -36,6 +52,8 @@ def save_network_safetensors(net: EDMPrecond, path: str | Path) -> Path:
             t = t.clone(memory_format=torch.contiguous_format)
         tensors[key] = t
     metadata = {"format": FORMAT, KWARGS_KEY: json.dumps(network_kwargs(net))}
+    if source_format:
+        metadata[SOURCE_KEY] = source_format
     from safetensors.torch import save_file
 
     with atomic_write(path) as tmp:
