@@ -1,0 +1,224 @@
+"""The app in a real headless Chromium (dash.testing): hover, click, progress/cancel, box selection, 100k points."""
+
+import os
+import time
+
+import pytest
+from app_helpers import (
+    click_point,
+    drag_box,
+    hover_point,
+    make_app,
+    record,
+    screenshot,
+    settle,
+    start,
+    wait_js,
+)
+
+from visualizer.app.config import AppConfig, ModelSource, load
+from visualizer.app.regenerate import hooks_left
+from visualizer.app.server import create_app
+from visualizer.app.tiny_demo import write_synthetic_embeddings
+
+pytestmark = pytest.mark.browser
+
+PANELS = "const g = document.querySelector('#panels .js-plotly-plot');"
+PANEL_TITLE = PANELS + "return g && g.layout && g.layout.title && g.layout.title.text;"
+HEATMAPS = PANELS + "return g && g.data ? g.data.filter(t => t.type === 'heatmap').length : 0;"
+
+
+def _frame_point(app, row: int):
+    r = app.visualizer.frame.iloc[row]
+    return float(r["umap_x"]), float(r["umap_y"]), int(r["seed"]), int(r["class_label"])
+
+
+def _isolated_row(app, model: str = "student") -> int:
+    """The row of `model` farthest from every other point, so a click cannot land on a neighbour."""
+    import numpy as np
+
+    frame = app.visualizer.frame
+    xy = frame[["umap_x", "umap_y"]].to_numpy()
+    d = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) + np.eye(len(xy)) * 1e9
+    candidates = np.flatnonzero(frame["model"].to_numpy() == model)
+    return int(candidates[d[candidates].min(1).argmax()])
+
+
+def _click_and_wait_for_panels(dash_duo, app, row: int, timeout: float = 60) -> float:
+    x, y, seed, label = _frame_point(app, row)
+    start_t = time.perf_counter()
+    click_point(dash_duo, "scatter", x, y)
+    wait_js(dash_duo, PANEL_TITLE.replace("return", "const t =") + f"; return t && t.startsWith('seed {seed} ');",
+            timeout)
+    return time.perf_counter() - start_t
+
+
+def test_hover_click_panels_trajectory_and_png(dash_duo, small_csv, checkpoints):
+    app = make_app(small_csv, checkpoints, num_steps=12)
+    start(dash_duo, app)
+    layers = app.visualizer.default_layers
+    assert dash_duo.find_element("#scatter .main-svg")
+    screenshot(dash_duo, "overview.png")
+
+    # hover: the tooltip shows the thumbnail (served by URL), the class name and the seed
+    row = _isolated_row(app)
+    x, y, seed, label = _frame_point(app, row)
+    hover_point(dash_duo, "scatter", x, y)
+    img = dash_duo.wait_for_element("#hover-tip img", timeout=20)
+    wait_js(dash_duo, "const i = document.querySelector('#hover-tip img');"
+                      "return i && i.complete && i.naturalWidth > 0;")
+    assert "/thumbs/" in img.get_attribute("src")
+    tip = dash_duo.find_element("#hover-tip").text
+    assert f"seed {seed}" in tip and app.visualizer.frame.iloc[row]["class_name"] in tip
+    screenshot(dash_duo, "hover.png")
+
+    # click: both panels render (images + heatmaps per layer + difference) and the similarity chart
+    elapsed = _click_and_wait_for_panels(dash_duo, app, row)
+    n_layers = len(layers)
+    wait_js(dash_duo, HEATMAPS + "", 10)
+    assert dash_duo.driver.execute_script(HEATMAPS) == 1 + 3 * n_layers
+    assert dash_duo.driver.execute_script(PANELS + "return g.data.filter(t => t.type === 'image').length;") == 2
+    sim = wait_js(dash_duo, "const g = document.querySelector('#similarity .js-plotly-plot');"
+                            "return g && g.data && g.data.length === 2 && g.data[0].x.length;")
+    assert sim == len(app.visualizer.inspector.native_layers())
+    record("click_to_panels_s_60_points", round(elapsed, 3))
+
+    # the teacher's run finishes: the slider enables; moving it shows a later step
+    wait_js(dash_duo, "const r = document.querySelector('#step-slider .dash-slider-root');"
+                      "return r && !r.hasAttribute('data-disabled') && "
+                      "document.querySelector('#step-label').textContent.includes('of 12');", 60)
+    dash_duo.find_element("#step-slider .dash-slider-track").click()      # jump to the middle of the track
+    wait_js(dash_duo, PANELS + "return g.data.length && g.layout.annotations.some(a => /teacher · step (?!1\\/)/"
+                               ".test(a.text));", 20)
+    assert hooks_left([s.adapter for s in app.visualizer.inspector.slots.values()]) == 0
+    screenshot(dash_duo, "panels.png")
+
+    # a repeated click on the same point is served from the cache
+    hits = app.visualizer.inspector.cache.hits
+    dash_duo.find_element("#generate-btn").click()
+    end = time.monotonic() + 20
+    while app.visualizer.inspector.cache.hits <= hits and time.monotonic() < end:
+        time.sleep(0.05)
+    assert app.visualizer.inspector.cache.hits > hits
+
+    # PNG of the panels, drawn by Plotly in the browser and saved by Chromium
+    dash_duo.find_element("#download-png").click()
+    dash_duo.wait_for_text_to_equal("#png-done", "saved panels.png", timeout=30)
+    path = os.path.join(dash_duo.download_path, "panels.png")
+    end = time.monotonic() + 20
+    while not (os.path.exists(path) and os.path.getsize(path) > 1000) and time.monotonic() < end:
+        time.sleep(0.1)
+    with open(path, "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+    settle(dash_duo)
+    assert not dash_duo.get_logs()
+
+
+def test_teacher_progress_advances_and_cancel_stops_it(dash_duo, small_csv, checkpoints):
+    app = make_app(small_csv, checkpoints, num_steps=4000)   # long enough to watch and cancel
+    start(dash_duo, app)
+    inspector = app.visualizer.inspector
+    manager = app.visualizer.jobs
+    row = _isolated_row(app, "teacher")
+    _click_and_wait_for_panels(dash_duo, app, row)
+
+    # the student's panel is there while the teacher is still running
+    dash_duo.wait_for_element("#progress-row", timeout=20)
+    wait_js(dash_duo, "return getComputedStyle(document.querySelector('#progress-row')).display !== 'none';", 30)
+    assert dash_duo.driver.execute_script(HEATMAPS) > 0
+    first = int(wait_js(dash_duo, "const p = document.querySelector('#teacher-progress');"
+                                  "return Number(p.value) > 0 && p.value;", 60))
+    later = int(wait_js(dash_duo, "const p = document.querySelector('#teacher-progress');"
+                                  f"return Number(p.value) > {first} && p.value;", 60))
+    assert later > first and dash_duo.driver.execute_script(
+        "return document.querySelector('#teacher-progress').max") == 4000
+    screenshot(dash_duo, "progress.png")
+    assert manager.running_jobs() == 1
+
+    # a click on another point cancels this tab's run, so the new first look gets the teacher's lock at once
+    other = _isolated_row(app, "student")
+    _click_and_wait_for_panels(dash_duo, app, other, timeout=30)
+    wait_js(dash_duo, "return document.querySelector('#progress-text').textContent.startsWith('step ');", 30)
+    assert manager.running_jobs() == 1
+
+    dash_duo.find_element("#cancel-btn").click()
+    end = time.monotonic() + 20
+    while manager.running_jobs() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert manager.running_jobs() == 0
+    wait_js(dash_duo, "return getComputedStyle(document.querySelector('#progress-row')).display === 'none';", 20)
+    assert hooks_left([s.adapter for s in inspector.slots.values()]) == 0
+    assert inspector.slots["teacher"].lock.acquire(timeout=5)
+    inspector.slots["teacher"].lock.release()
+    assert dash_duo.find_element("#step-slider .dash-slider-root").get_attribute("data-disabled") is not None
+    settle(dash_duo)
+    assert not dash_duo.get_logs()
+
+
+def test_box_selection_fills_gallery_and_exports_csv(dash_duo, small_csv, checkpoints):
+    app = make_app(small_csv, checkpoints, num_steps=4)
+    start(dash_duo, app)
+    frame = app.visualizer.frame
+    dash_duo.find_element('#scatter .modebar-btn[data-title="Box select"], '
+                          '#scatter .modebar-btn[data-title="Box Select"]').click()
+    x0, x1 = frame["umap_x"].quantile([0.2, 0.8])
+    y0, y1 = frame["umap_y"].quantile([0.2, 0.8])
+    drag_box(dash_duo, "scatter", x0, y1, x1, y0)
+    dash_duo.wait_for_element("#gallery img", timeout=30)
+    dash_duo.wait_for_contains_text("#selection-summary", "points selected", timeout=20)
+    count = int(dash_duo.find_element("#selection-summary").text.split(" ")[0].replace(",", ""))
+    assert len(dash_duo.find_elements("#gallery img")) == min(count, 120)
+    bars = dash_duo.driver.execute_script("const g = document.querySelector('#class-counts .js-plotly-plot');"
+                                          "return g.data[0].x.reduce((a, b) => a + b, 0);")
+    assert bars == count
+    dash_duo.driver.execute_script("document.querySelector('#selection-summary').scrollIntoView();")
+    screenshot(dash_duo, "selection.png")
+
+    dash_duo.find_element("#export-csv").click()
+    path = os.path.join(dash_duo.download_path, "selection.csv")
+    end = time.monotonic() + 20
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.1)
+    import pandas as pd
+
+    exported = pd.read_csv(path)
+    assert len(exported) == count
+    # the box's edge falls between pixels: everything well inside is selected, nothing well outside
+    chosen = set(exported["sample_id"])
+    mx, my = 0.03 * (x1 - x0), 0.03 * (y1 - y0)
+    inner = frame[frame.umap_x.between(x0 + mx, x1 - mx) & frame.umap_y.between(y0 + my, y1 - my)]
+    outer = frame[frame.umap_x.between(x0 - mx, x1 + mx) & frame.umap_y.between(y0 - my, y1 + my)]
+    assert set(inner["sample_id"]) <= chosen <= set(outer["sample_id"]) and len(inner) > 10
+    settle(dash_duo)
+    assert not dash_duo.get_logs()
+
+
+def test_scale_100k_points_load_and_click(dash_duo, tmp_path, checkpoints):
+    pkl, student = checkpoints
+    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
+              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    csv = write_synthetic_embeddings(tmp_path / "emb", 50_000, models=models)
+    config = AppConfig(embeddings=csv, models=(ModelSource("teacher", str(pkl)), ModelSource("student", str(student))),
+                       device="cpu", preset="fid", num_steps=4)
+    app = create_app(load(config))
+    assert len(app.visualizer.frame) == 100_000
+    start(dash_duo, app)
+    # load to interactive, measured on a fresh page load: all 100k points drawn and the plot ready for input
+    url = dash_duo.server_url
+    t0 = time.perf_counter()
+    dash_duo.driver.get(url)
+    wait_js(dash_duo, "const g = document.querySelector('#scatter .js-plotly-plot');"
+                      "if (!g || !g._fullData) return false;"
+                      "const n = g._fullData.reduce((a, t) => a + (t.x ? t.x.length : 0), 0);"
+                      "return n === 100000 && !!document.querySelector('#scatter .nsewdrag');", 120)
+    load_s = time.perf_counter() - t0
+    record("scatter_100k_load_to_interactive_s", round(load_s, 3))
+    screenshot(dash_duo, "scale-100k.png")
+
+    frame = app.visualizer.frame
+    row = int(frame["umap_x"].idxmax())   # an outermost point: nothing else under the cursor
+    elapsed = _click_and_wait_for_panels(dash_duo, app, row, timeout=120)
+    record("click_to_panels_s_100k_points", round(elapsed, 3))
+    assert dash_duo.driver.execute_script(HEATMAPS) > 0
+    settle(dash_duo)
+    assert not dash_duo.get_logs()

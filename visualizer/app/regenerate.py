@@ -1,0 +1,404 @@
+"""Regenerate one (seed, class) with the loaded models and read it layer by layer; no dash in here.
+
+Two questions, answered separately so the fast one never waits for the slow one:
+
+- `first_look`: every model at the shared first input z*80, sigma 80. For a one-step student that
+  is its whole sample; for a multi-step teacher it is its first network evaluation, the one the
+  student imitates. Gives one image and one heatmap per chosen layer per model, and the cosine /
+  CKA similarity of the two models at every layer.
+- `trajectory`: a multi-step model's whole sampler run, with the denoised image and the heatmaps
+  at the first evaluation of every sampler step. Cancellable from the sampler callback.
+
+Heatmaps are reduced on the model's device; only the reduced maps (and scalar similarities) reach
+the CPU. Each model has a lock, held while its hooks are in place, so concurrent requests never
+see each other's activations. Results live in an LRU cache bounded in bytes and keyed by value
+(model identity and settings, seed, class, layers, reduction): a repeated click is a lookup, and
+concurrent identical requests compute once.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from visualizer.activations.capture import capture
+from visualizer.activations.compare import compare_all
+from visualizer.activations.reductions import REDUCTIONS, get_reduction
+from visualizer.adapters.base import DiffusionAdapter
+from visualizer.errors import UserError
+from visualizer.models.images import dmd2_to_uint8, edm_to_uint8
+
+Progress = Callable[[int, int], None]
+DEFAULT_CACHE_BYTES = 1 << 30
+PARAMETRIC = {"channel": ("index", 0), "topk": ("k", 8)}   # reductions that take one integer
+
+
+# -- requests ---------------------------------------------------------------------------------------
+
+def reduction_spec(name: str, value: int | None = None) -> str:
+    """'l2', 'topk:8', 'channel:5': a reduction and its one integer, as one hashable string."""
+    if name not in REDUCTIONS:
+        raise UserError(f"unknown reduction {name!r}; valid names: {', '.join(REDUCTIONS)}")
+    if name in PARAMETRIC:
+        return f"{name}:{int(PARAMETRIC[name][1] if value is None else value)}"
+    return name
+
+
+def parse_reduction(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    name, _, arg = spec.partition(":")
+    fn = get_reduction(name)
+    if name in PARAMETRIC:
+        return functools.partial(fn, **{PARAMETRIC[name][0]: int(arg or PARAMETRIC[name][1])})
+    return fn
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a click asks for; hashable, so it is (part of) the cache key."""
+
+    seed: int
+    class_label: int
+    layers: tuple[str, ...]
+    reduction: str = "l2"
+
+    @classmethod
+    def make(cls, seed, class_label, layers: Sequence[str], reduction: str = "l2") -> Request:
+        return cls(int(seed), int(class_label), tuple(dict.fromkeys(layers)), reduction)
+
+
+@dataclass(eq=False)
+class ModelSlot:
+    """One loaded model, the settings its sampler runs with, and the lock that guards its hooks."""
+
+    key: str
+    adapter: DiffusionAdapter
+    sample_kwargs: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def role(self) -> str:
+        return self.adapter.role
+
+    @property
+    def multi_step(self) -> bool:
+        return self.adapter.role == "teacher"
+
+    @property
+    def identity(self) -> tuple:
+        a = self.adapter
+        return (a.name, a.checkpoint, str(a.device), tuple(sorted((k, str(v)) for k, v in self.sample_kwargs.items())))
+
+    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
+        """Each paper quantises its own way; teachers are EDM-style, generators DMD2-style."""
+        return (edm_to_uint8 if self.multi_step else dmd2_to_uint8)(x)[0]
+
+    def num_steps(self) -> int:
+        if not self.multi_step:
+            return int(self.sample_kwargs.get("num_steps", 1))
+        settings = getattr(self.adapter, "settings", None)
+        if settings is None:
+            return int(self.sample_kwargs.get("num_steps", 1))
+        return int(settings(self.sample_kwargs.get("preset"), num_steps=self.sample_kwargs.get("num_steps")).num_steps)
+
+
+# -- results ----------------------------------------------------------------------------------------
+
+@dataclass
+class StepView:
+    """One model at one step: the denoised estimate as an image and one map per layer ([H, W] or RGB [3, H, W])."""
+
+    step: int
+    sigma: float
+    image: np.ndarray
+    maps: dict[str, np.ndarray]
+
+    @property
+    def nbytes(self) -> int:
+        return self.image.nbytes + sum(m.nbytes for m in self.maps.values())
+
+
+@dataclass
+class FirstLook:
+    views: dict[str, StepView]                         # model key -> its first network evaluation
+    finals: dict[str, np.ndarray]                      # model key -> final image, for models that ran to the end
+    similarity: dict[str, dict[str, float]] | None     # layer -> {'cosine', 'cka'}, for exactly two models
+    pair: tuple[str, str] | None                       # the two models the similarity compares
+    seconds: float
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self.views.values()) + sum(f.nbytes for f in self.finals.values()) + 4096
+
+
+@dataclass
+class Trajectory:
+    model: str
+    steps: list[StepView]                              # first evaluation of every sampler step
+    final: np.ndarray
+    num_steps: int
+    seconds: float
+
+    @property
+    def sigmas(self) -> list[float]:
+        return [s.sigma for s in self.steps]
+
+    @property
+    def nbytes(self) -> int:
+        return self.final.nbytes + sum(s.nbytes for s in self.steps)
+
+
+# -- the cache --------------------------------------------------------------------------------------
+
+class LRUCache:
+    """Least recently used entries go first once the total exceeds `max_bytes`; thread-safe.
+
+    `get_or_compute` runs `compute` once per key even when many threads ask at the same time;
+    the others wait for it (and compute themselves if it failed or was cancelled).
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._inflight: dict[Any, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(n for _, n in self._items.values())
+
+    def get(self, key) -> Any | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+        return None
+
+    def put(self, key, value, nbytes: int) -> None:
+        with self._lock:
+            self._items[key] = (value, nbytes)
+            self._items.move_to_end(key)
+            total = sum(n for _, n in self._items.values())
+            while total > self.max_bytes and len(self._items) > 1:
+                _, (_, n) = self._items.popitem(last=False)
+                total -= n
+
+    def get_or_compute(self, key, compute: Callable[[], Any], size: Callable[[Any], int]) -> Any:
+        while True:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    return self._items[key][0]
+                waiting = self._inflight.get(key)
+                if waiting is None:
+                    done = self._inflight[key] = threading.Event()
+                    self.misses += 1
+                    break
+            waiting.wait()
+        try:
+            value = compute()
+            self.put(key, value, size(value))
+            return value
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+            done.set()
+
+
+# -- the work ---------------------------------------------------------------------------------------
+
+def _maps(tensors: Mapping[str, torch.Tensor], layers: Sequence[str], reduce_fn) -> dict[str, np.ndarray]:
+    """Reduce on the tensors' device, then move only the [H, W] maps to the CPU (float16 to halve the cache)."""
+    with torch.no_grad():
+        return {name: reduce_fn(tensors[name][:1])[0].to(torch.float16).cpu().numpy() for name in layers}
+
+
+class _FirstOfStep:
+    """`capture(steps=...)` filter: true for the network evaluation that opens a sampler step.
+
+    Heun's second evaluation of a step (stage 'heun') is skipped, so it costs no reduction and no
+    copy to the CPU. The sampler's callback reports each evaluation right after it runs, so the
+    evaluation after an 'euler' one is its correction unless that was the last step.
+    """
+
+    def __init__(self):
+        self.next_opens_step = True
+
+    def __contains__(self, evaluation: int) -> bool:
+        return self.next_opens_step
+
+    def after(self, info: dict) -> None:
+        stage, step, n = info.get("stage", "euler"), int(info["step"]), int(info.get("num_steps", 0))
+        self.next_opens_step = not (stage == "euler" and step < n - 1)
+
+
+class Inspector:
+    """The app's engine: given the loaded models, answers `first_look` and `trajectory` requests, cached."""
+
+    def __init__(self, slots: Sequence[ModelSlot], cache: LRUCache | None = None):
+        self.slots = {s.key: s for s in slots}
+        self.cache = cache if cache is not None else LRUCache()
+        self._layers = self._common_layers()
+
+    # -- what the models offer ---------------------------------------------------------------------
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        """The two models compared: a teacher and a student when both roles are loaded, else the first two."""
+        keys = list(self.slots)
+        if len(keys) < 2:
+            return None
+        teachers = [k for k in keys if self.slots[k].role == "teacher"]
+        students = [k for k in keys if self.slots[k].role != "teacher"]
+        return (teachers[0], students[0]) if teachers and students else (keys[0], keys[1])
+
+    def shown(self) -> list[str]:
+        """Model keys in display order: the compared pair first (teacher left), then any others."""
+        pair = list(self.pair or ())
+        return pair + [k for k in self.slots if k not in pair]
+
+    def layers(self) -> list[str]:
+        """Names every loaded model knows, native first then legacy, in the first model's order."""
+        return list(self._layers)
+
+    def _common_layers(self) -> list[str]:
+        slots = list(self.slots.values())
+        if not slots:
+            return []
+        common = set.intersection(*(set(s.adapter.hookable_layers) for s in slots))
+        return [n for n in slots[0].adapter.hookable_layers if n in common]
+
+    def native_layers(self) -> list[str]:
+        return [n for n in self.layers() if n.startswith(("enc.", "dec."))]
+
+    def legacy_layers(self) -> list[str]:
+        return [n for n in self.layers() if not n.startswith(("enc.", "dec."))]
+
+    def check(self, req: Request) -> None:
+        bad = [n for n in req.layers if n not in self._layers]
+        if bad:
+            raise UserError(f"unknown layer(s) {', '.join(bad)}; valid names: {', '.join(self.layers())}")
+        parse_reduction(req.reduction)
+        for slot in self.slots.values():
+            if slot.adapter.num_classes and not 0 <= req.class_label < slot.adapter.num_classes:
+                raise UserError(f"class {req.class_label} is out of range for {slot.key} "
+                                f"(0..{slot.adapter.num_classes - 1})")
+
+    # -- the shared first input ---------------------------------------------------------------------
+    def first_look(self, req: Request) -> FirstLook:
+        self.check(req)
+        key = ("first", tuple(s.identity for s in self.slots.values()), req)
+        return self.cache.get_or_compute(key, lambda: self._first_look(req), lambda v: v.nbytes)
+
+    def _first_look(self, req: Request) -> FirstLook:
+        start = time.perf_counter()
+        reduce_fn = parse_reduction(req.reduction)
+        pair = self.pair
+        # Similarity covers every module once: the native names (the legacy ones alias the same modules).
+        every = self.native_layers() or self.layers()
+        views, finals, full = {}, {}, {}
+        for key, slot in self.slots.items():
+            wanted = list(dict.fromkeys([*req.layers, *(every if pair and key in pair else [])]))
+            tensors, view, final = self._first_evaluation(slot, req, wanted, reduce_fn)
+            views[key] = view
+            if final is not None:
+                finals[key] = final
+            if pair and key in pair:
+                full[key] = {n: tensors[n] for n in every}
+            del tensors
+        similarity = None
+        if pair:
+            with torch.no_grad():
+                similarity = compare_all(full[pair[0]], full[pair[1]])
+        full.clear()
+        return FirstLook(views, finals, similarity, pair, time.perf_counter() - start)
+
+    def _first_evaluation(self, slot: ModelSlot, req: Request, names: Sequence[str], reduce_fn):
+        """(full activations on the device, the step-0 view, the final image if the model is one-step)."""
+        adapter = slot.adapter
+        seen: dict[str, Any] = {}
+        with slot.lock, capture(adapter.net, names, keep="full", to_cpu=False, steps={0}) as cap:
+            if slot.multi_step:
+                x, sigma, _, classes = adapter.first_input([req.seed], req.class_label)
+                denoised = adapter.forward(x, sigma, classes)
+                seen.update(sigma=float(sigma), denoised=denoised)
+                final = None
+            else:
+                def keep_first(info: dict) -> None:
+                    if "denoised" not in seen:
+                        seen.update(sigma=float(info["sigma"]), denoised=info["denoised"])
+
+                result = adapter.sample(seeds=[req.seed], class_label=req.class_label, callback=keep_first,
+                                        **slot.sample_kwargs)
+                final = result.images[0]
+        tensors = {n: cap.tensor(n, 0) for n in names}
+        view = StepView(0, seen["sigma"], slot.to_uint8(seen["denoised"]), _maps(tensors, req.layers, reduce_fn))
+        return tensors, view, final
+
+    # -- a multi-step model's whole run ----------------------------------------------------------------
+    def trajectory_key(self, model: str, req: Request) -> tuple:
+        return ("trajectory", self.slots[model].identity, req)
+
+    def cached_trajectory(self, model: str, req: Request) -> Trajectory | None:
+        return self.cache.get(self.trajectory_key(model, req))
+
+    def trajectory(self, model: str, req: Request, progress: Progress | None = None,
+                   should_stop: Callable[[], None] | None = None) -> Trajectory:
+        """`should_stop()` is called before every network evaluation; it raises to abandon the run."""
+        self.check(req)
+        return self.cache.get_or_compute(self.trajectory_key(model, req),
+                                         lambda: self._trajectory(self.slots[model], req, progress, should_stop),
+                                         lambda v: v.nbytes)
+
+    def _trajectory(self, slot: ModelSlot, req: Request, progress: Progress | None,
+                    should_stop: Callable[[], None] | None) -> Trajectory:
+        start = time.perf_counter()
+        reduce_fn = parse_reduction(req.reduction)
+        steps: list[StepView] = []
+        total = [slot.num_steps()]
+
+        first_of_step = _FirstOfStep()
+        with slot.lock, capture(slot.adapter.net, req.layers, reduce=reduce_fn, keep="reduced",
+                                steps=first_of_step) as cap:
+            def on_evaluation(info: dict) -> None:
+                total[0] = int(info.get("num_steps", total[0]))
+                if info.get("stage", "euler") in ("euler", "generator"):
+                    maps = {n: cap[n][-1].tensor[0].to(torch.float16).numpy() for n in req.layers}
+                    steps.append(StepView(int(info["step"]), float(info["sigma"]),
+                                          slot.to_uint8(info["denoised"]), maps))
+                    if progress is not None:
+                        progress(len(steps), total[0])
+                for n in req.layers:       # keep only what was harvested: memory stays flat over 511 calls
+                    cap[n].clear()
+                first_of_step.after(info)
+                if should_stop is not None:
+                    should_stop()
+
+            if should_stop is not None:
+                should_stop()
+            result = slot.adapter.sample(seeds=[req.seed], class_label=req.class_label, callback=on_evaluation,
+                                         **slot.sample_kwargs)
+        return Trajectory(slot.key, steps, result.images[0], total[0], time.perf_counter() - start)
+
+    # -- everything at once (tests, scripts) --------------------------------------------------------
+    def regenerate(self, req: Request) -> tuple[FirstLook, dict[str, Trajectory]]:
+        first = self.first_look(req)
+        return first, {k: self.trajectory(k, req) for k, s in self.slots.items() if s.multi_step}
+
+
+def hooks_left(adapters: Sequence[DiffusionAdapter]) -> int:
+    """Forward (pre-)hooks still registered on any module of the adapters' networks; 0 when all were removed."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks)
+               for a in adapters for m in a.net.modules())

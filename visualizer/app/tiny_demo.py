@@ -1,0 +1,117 @@
+"""A stand-in demo until trained demo checkpoints ship: a tiny random teacher/student pair and their embeddings.
+
+Everything is written in the real formats (an EDM pickle for the teacher, a DMD2 checkpoint folder
+for the student, the embeddings CSV + sidecar from the real pipeline) into a temporary folder that
+is removed at exit, so the app runs exactly the code paths it runs on the real files. The student
+is the teacher with a small perturbation, so their activations are alike but not equal.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from visualizer.app.config import AppConfig, ModelSource
+from visualizer.models.networks import EDMPrecond
+
+TINY = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
+            num_blocks=1, attn_resolutions=[8], dropout=0.0)
+DEMO_SEEDS = 40
+DEMO_STEPS = 24
+
+
+def random_net(seed: int, scale: float = 0.05, base: EDMPrecond | None = None) -> EDMPrecond:
+    """A TINY net with every parameter nudged (output convs start at zero, which would make D(x) = c_skip x)."""
+    net = EDMPrecond(**TINY)
+    if base is not None:
+        net.load_state_dict(base.state_dict())
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return net.eval()
+
+
+def write_pair(folder: Path, teacher_seed: int = 0, student_seed: int = 1) -> tuple[Path, Path]:
+    """(teacher .pkl, student checkpoint folder) in the official formats."""
+    from visualizer.checkpoints.edm_pickle_writer import write_edm_pickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    teacher = random_net(teacher_seed)
+    student = random_net(student_seed, scale=0.02, base=teacher)
+    pkl = folder / "teacher.pkl"
+    write_edm_pickle(teacher, pkl)
+    student_dir = folder / "student" / "checkpoint_model_000000"
+    student_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(student.state_dict(), student_dir / "pytorch_model.bin")
+    return pkl, student_dir
+
+
+def build_tiny_demo(folder: Path | None = None, seeds: int = DEMO_SEEDS, num_steps: int = DEMO_STEPS) -> AppConfig:
+    from visualizer.embeddings.pipeline import EmbedConfig, run_embed
+    from visualizer.embeddings.spec import ModelSpec
+
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="visualizer-demo-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    print(f"demo: building a tiny random teacher/student pair and {seeds} samples each in {folder} ...", flush=True)
+    pkl, student = write_pair(folder)
+    summary = run_embed(EmbedConfig(
+        models=[ModelSpec("teacher", None, str(pkl)), ModelSpec("student", None, str(student))],
+        seeds=list(range(seeds)), out=folder / "embed", layers=["encoder_bottleneck", "midblock"],
+        preset="fid", num_steps=num_steps, batch_size=seeds, device="cpu", progress=False,
+        n_neighbors=min(15, seeds - 1), pca_dims=16,
+    ))
+    return AppConfig(
+        embeddings=summary.csv_path,
+        models=(ModelSource("teacher", str(pkl)), ModelSource("student", str(student))),
+        title="Teacher vs student, layer by layer — demo",
+        note="Demo: random tiny networks (16×16 pixels, 10 classes) built on the fly, so images are noise; "
+             "start with --embeddings/--teacher/--student for the real models.",
+    )
+
+
+def write_synthetic_embeddings(folder: Path, num_seeds: int, models: dict[str, dict] | None = None,
+                               num_classes: int = 10, class_names: list[str] | None = None, thumbnails: int = 40,
+                               seed: int = 0) -> Path:
+    """An embeddings table with made-up coordinates, written through the schema writer; returns the CSV path.
+
+    Each class is a blob, each model a shifted copy, so colours, filters and seed links have something
+    to show. At most `thumbnails` PNG files are written and rows share them, so 100k points stay cheap.
+    `models` is the sidecar's {key: {adapter, checkpoint, role}}; by default a teacher and a student
+    without checkpoints (browse only).
+    """
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from visualizer.embeddings.schema import write_embeddings
+
+    models = models or {"teacher": {"adapter": "edm-imagenet-64", "role": "teacher"},
+                        "student": {"adapter": "dmd2-imagenet-64", "role": "student"}}
+    names = class_names or [f"class {c}" for c in range(num_classes)]
+    rng = np.random.default_rng(seed)
+    thumbs = folder / "thumbs"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    for t in range(thumbnails):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        tile = np.zeros((16, 16, 3), np.uint8) + np.array(colour, np.uint8)
+        tile[4:12, 4:12] = 255 - tile[4:12, 4:12]
+        Image.fromarray(tile).save(thumbs / f"{t}.png")
+    seeds = np.arange(num_seeds)
+    labels = seeds % num_classes
+    centres = rng.normal(0, 6, size=(num_classes, 2))
+    frames = []
+    for m, key in enumerate(models):
+        xy = centres[labels] + rng.normal(0, 1, size=(num_seeds, 2)) + np.array([m * 1.5, 0])
+        frames.append(pd.DataFrame({
+            "sample_id": [f"{key}-{s}-0" for s in seeds], "seed": seeds, "class_label": labels,
+            "class_name": [names[c] for c in labels], "model": key, "step": 0, "sigma": 80.0,
+            "umap_x": xy[:, 0], "umap_y": xy[:, 1], "image_path": [f"thumbs/{s % thumbnails}.png" for s in seeds],
+        }))
+    frame = pd.concat(frames, ignore_index=True)
+    return write_embeddings(frame, folder / "embeddings.csv", {"models": models, "layers": ["encoder_bottleneck"]})
