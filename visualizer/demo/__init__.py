@@ -1,0 +1,1 @@
+"""The embedded demo's small models: coloured-digit data, training helpers, the judging classifier (no app code)."""
