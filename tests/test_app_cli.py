@@ -119,17 +119,17 @@ def test_no_arguments_means_the_demo(monkeypatch):
     assert calls == [1] and [(m.key, m.adapter) for m in cfg.models] == [("student", "dmd2-imagenet-64")]
 
 
-@pytest.mark.slow
-def test_demo_builds_real_format_files_through_the_pipeline():
-    """The stand-in demo: tiny random nets in the official formats, embeddings from the real pipeline."""
+def test_demo_opens_the_shipped_pair():
+    """No arguments: the shipped digits teacher (EDM pickle) and student (DMD2 folder) with their embeddings."""
     from visualizer.app.config import demo_config, load
     from visualizer.app.server import create_app
 
     state = load(demo_config())
     assert [s.key for s in state.slots] == ["teacher", "student"]
-    assert [s.adapter.name for s in state.slots] == ["edm-imagenet-64", "dmd2-imagenet-64"]
-    assert state.slots[0].sample_kwargs["num_steps"] == state.embeddings.sidecar["sampler"]["teacher"]["num_steps"]
+    assert [s.adapter.name for s in state.slots] == ["edm-digits-32", "dmd2-digits-32"]
+    assert state.slots[0].sample_kwargs == {"preset": "demo", "num_steps": 18}
     frame = state.embeddings.frame
     assert set(frame["model"]) == {"teacher", "student"} and (state.embeddings.root / frame["image_path"][0]).is_file()
+    assert set(frame["class_name"]) == {f"digit {i}" for i in range(10)}
     client = create_app(state).server.test_client()
     assert client.get("/thumbs/" + frame["image_path"][0]).status_code == 200

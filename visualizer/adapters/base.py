@@ -52,13 +52,14 @@ class DiffusionAdapter(ABC):
     name: ClassVar[str]
     role: ClassVar[str]             # 'teacher' (multi-step) or 'student' (few-step generator)
     first_sigma: ClassVar[float] = 80.0
+    default_class_names: ClassVar[tuple[str, ...] | None] = None   # None: ImageNet for 1000 classes, else indices
 
     def __init__(self, net: EDMPrecond, *, device: str | torch.device | None = None,
                  checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None):
         self.device = pick_device(device)
         self.net = net.eval().requires_grad_(False).to(self.device)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.class_names = tuple(class_names or default_class_names(net.label_dim))
+        self.class_names = tuple(class_names or self.default_class_names or default_class_names(net.label_dim))
         self._layers = layer_table(net)
 
     # -- construction -------------------------------------------------------------------------

@@ -7,12 +7,15 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from visualizer.adapters.base import DiffusionAdapter
+from visualizer.adapters.demo import DigitsStudentAdapter, DigitsTeacherAdapter
 from visualizer.adapters.dmd2 import DMD2Adapter
 from visualizer.adapters.edm import EDMAdapter
 from visualizer.errors import UserError
 
 ENTRY_POINT_GROUP = "visualizer.adapters"
-BUILTIN: dict[str, type[DiffusionAdapter]] = {cls.name: cls for cls in (EDMAdapter, DMD2Adapter)}
+BUILTIN: dict[str, type[DiffusionAdapter]] = {
+    cls.name: cls for cls in (EDMAdapter, DMD2Adapter, DigitsTeacherAdapter, DigitsStudentAdapter)
+}
 
 
 @cache

@@ -43,16 +43,22 @@ class AppState:
 
 
 def demo_config() -> AppConfig:
-    """The configuration the app runs with no arguments.
+    """The configuration the app runs with no arguments: the shipped digits teacher and its DMD2 student.
 
-    Until the demo checkpoints ship, a tiny random teacher/student pair and its embeddings are built
-    in a temporary folder. Replace the body with the shipped files under visualizer/assets/demo/
-    (AppConfig(embeddings=..., models=(ModelSource("teacher", ...), ModelSource("student", ...))))
-    and nothing else has to change.
+    Both checkpoints are in the official formats (an EDM pickle read by the safe loader, a DMD2
+    checkpoint folder), and the embeddings were made by `python -m visualizer embed`.
     """
-    from visualizer.app.tiny_demo import build_tiny_demo
+    from visualizer.adapters.demo import DEMO_EMBEDDINGS, DEMO_STUDENT, DEMO_TEACHER
 
-    return build_tiny_demo()
+    return AppConfig(
+        embeddings=DEMO_EMBEDDINGS,
+        models=(ModelSource("teacher", str(DEMO_TEACHER), "edm-digits-32"),
+                ModelSource("student", str(DEMO_STUDENT), "dmd2-digits-32")),
+        title="Teacher vs student, layer by layer — demo",
+        note="Demo: a small EDM teacher trained on coloured digits (32×32, 10 classes, Heun 18 steps) and its "
+             "DMD2-distilled one-step student, shipped with the package. Start with --embeddings/--teacher/"
+             "--student for the ImageNet-64 models.",
+    )
 
 
 def models_from_sidecar(embeddings) -> tuple[ModelSource, ...]:

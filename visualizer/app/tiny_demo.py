@@ -1,4 +1,4 @@
-"""A stand-in demo until trained demo checkpoints ship: a tiny random teacher/student pair and their embeddings.
+"""Tiny random teacher/student pairs and synthetic embeddings, for tests and scale checks.
 
 Everything is written in the real formats (an EDM pickle for the teacher, a DMD2 checkpoint folder
 for the student, the embeddings CSV + sidecar from the real pipeline) into a temporary folder that
@@ -8,14 +8,10 @@ is the teacher with a small perturbation, so their activations are alike but not
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from visualizer.app.config import AppConfig, ModelSource
 from visualizer.models.networks import EDMPrecond
 
 TINY = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
@@ -49,30 +45,6 @@ def write_pair(folder: Path, teacher_seed: int = 0, student_seed: int = 1) -> tu
     student_dir.mkdir(parents=True, exist_ok=True)
     torch.save(student.state_dict(), student_dir / "pytorch_model.bin")
     return pkl, student_dir
-
-
-def build_tiny_demo(folder: Path | None = None, seeds: int = DEMO_SEEDS, num_steps: int = DEMO_STEPS) -> AppConfig:
-    from visualizer.embeddings.pipeline import EmbedConfig, run_embed
-    from visualizer.embeddings.spec import ModelSpec
-
-    if folder is None:
-        folder = Path(tempfile.mkdtemp(prefix="visualizer-demo-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    print(f"demo: building a tiny random teacher/student pair and {seeds} samples each in {folder} ...", flush=True)
-    pkl, student = write_pair(folder)
-    summary = run_embed(EmbedConfig(
-        models=[ModelSpec("teacher", None, str(pkl)), ModelSpec("student", None, str(student))],
-        seeds=list(range(seeds)), out=folder / "embed", layers=["encoder_bottleneck", "midblock"],
-        preset="fid", num_steps=num_steps, batch_size=seeds, device="cpu", progress=False,
-        n_neighbors=min(15, seeds - 1), pca_dims=16,
-    ))
-    return AppConfig(
-        embeddings=summary.csv_path,
-        models=(ModelSource("teacher", str(pkl)), ModelSource("student", str(student))),
-        title="Teacher vs student, layer by layer — demo",
-        note="Demo: random tiny networks (16×16 pixels, 10 classes) built on the fly, so images are noise; "
-             "start with --embeddings/--teacher/--student for the real models.",
-    )
 
 
 def write_synthetic_embeddings(folder: Path, num_seeds: int, models: dict[str, dict] | None = None,

@@ -91,6 +91,8 @@ PRESETS: dict[str, HeunSettings] = {
     # presets compare step by step; the EDM paper's deterministic 64x64 runs use 40 steps (NFE 79),
     # which `dataclasses.replace(PRESETS['deterministic'], num_steps=40)` gives.
     "deterministic": HeunSettings(num_steps=256, S_churn=0, S_noise=1),
+    # The embedded demo's small digits teacher: deterministic, 18 steps (NFE 35), interactive on a CPU.
+    "demo": HeunSettings(num_steps=18, S_churn=0, S_noise=1),
 }
 
 
