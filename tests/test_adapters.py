@@ -6,6 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_net
 
 from visualizer.adapters import get_adapter, list_adapters
 from visualizer.adapters import registry as registry_module
@@ -13,27 +14,14 @@ from visualizer.adapters.dmd2 import DMD2Adapter
 from visualizer.adapters.edm import EDMAdapter
 from visualizer.checkpoints.edm_pickle_writer import write_edm_pickle
 from visualizer.errors import UserError
-from visualizer.models import EDMPrecond
 from visualizer.models.device import pick_device
-
-TINY = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-            num_blocks=1, attn_resolutions=[8], dropout=0.0)
-
-
-def _net(seed: int = 0) -> EDMPrecond:
-    net = EDMPrecond(**TINY)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return net.eval()
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """The same weights as an EDM pickle (teacher) and as a DMD2 checkpoint folder (student)."""
     root = tmp_path_factory.mktemp("ckpt")
-    net = _net()
+    net = tiny_net()
     write_edm_pickle(net, root / "teacher.pkl")
     folder = root / "checkpoint_model_000100"
     folder.mkdir()

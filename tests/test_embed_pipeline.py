@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_net
 from PIL import Image
 
 from visualizer.checkpoints.edm_pickle_writer import write_edm_pickle
@@ -22,22 +23,10 @@ from visualizer.embeddings.reduce import project_new
 from visualizer.embeddings.schema import COLUMNS, load_embeddings
 from visualizer.embeddings.spec import parse_classes, parse_model, parse_pool, parse_seeds, parse_steps, resolve_steps
 from visualizer.errors import UserError
-from visualizer.models import EDMPrecond
 
-TINY = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-            num_blocks=1, attn_resolutions=[8], dropout=0.0)
 LAYERS = ("encoder_bottleneck", "dec.16x16_block1")   # 64x8x8 (kept whole) and 32x16x16 (auto -> avg2)
 NUM_SEEDS, BATCH, TEACHER_STEPS = 24, 8, 3
 _CACHE: dict[str, object] = {}
-
-
-def tiny_net(seed: int = 0) -> EDMPrecond:
-    net = EDMPrecond(**TINY)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return net.eval()
 
 
 def _checkpoints(root: Path) -> tuple[Path, Path]:
