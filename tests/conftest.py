@@ -1,31 +1,9 @@
-"""Shared test helpers: small networks in the real architecture, for checkpoints built in the real formats."""
+"""Shared fixtures; the helpers themselves live in tests/nets.py."""
 
 from __future__ import annotations
 
 import pytest
-import torch
-
-from visualizer.models import EDMPrecond
-
-
-def tiny_kwargs(**overrides) -> dict:
-    """EDMPrecond kwargs of a 16x16, 10-class ADM with one attention level (8x8); ~0.8 M parameters."""
-    kwargs = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-                  num_blocks=1, attn_resolutions=[8], dropout=0.0)
-    kwargs.update(overrides)
-    return kwargs
-
-
-def tiny_net(seed: int = 0, **overrides) -> EDMPrecond:
-    """A tiny network in eval mode whose every weight (the zero-initialised ones too) is random; same seed, same net."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = EDMPrecond(**tiny_kwargs(**overrides))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return net.eval()
+from nets import tiny_kwargs, tiny_net
 
 
 @pytest.fixture(scope="session", name="tiny_kwargs")

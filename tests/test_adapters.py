@@ -6,7 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_net
+from nets import tiny_net
 
 from visualizer.adapters import get_adapter, list_adapters
 from visualizer.adapters import registry as registry_module

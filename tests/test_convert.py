@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_kwargs, tiny_net
+from nets import tiny_kwargs, tiny_net
 from safetensors import safe_open
 from safetensors.torch import save_file
 

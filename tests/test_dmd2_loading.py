@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from conftest import tiny_kwargs, tiny_net
+from nets import tiny_kwargs, tiny_net
 from safetensors.torch import save_file
 
 from visualizer.checkpoints.dmd2 import dmd2_kwargs, load_dmd2_generator, load_dmd2_state_dict

@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_kwargs, tiny_net
+from nets import tiny_kwargs, tiny_net
 
 from visualizer.checkpoints.edm_pickle import load_edm_pickle, read_edm_pickle
 from visualizer.checkpoints.edm_pickle_writer import (

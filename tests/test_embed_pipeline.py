@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_net
+from nets import tiny_net
 from PIL import Image
 
 from visualizer.checkpoints.edm_pickle_writer import write_edm_pickle

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_net
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nets import tiny_net
 
 from visualizer.checkpoints import edm_pickle_writer as writer
 from visualizer.checkpoints.edm_pickle import load_edm_pickle, read_edm_pickle
