@@ -56,7 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help=f"spatial pooling before flattening: auto (default: flatten layers of at most "
                         f"{MAX_FEATURES} values, else the smallest avgK that gets there), none, mean, avg2, avg4, ...")
     g = parser.add_argument_group("sampler and hardware")
-    g.add_argument("--preset", metavar="NAME", help="teacher sampler preset: fid (default) or deterministic")
+    g.add_argument("--preset", metavar="NAME", help="teacher sampler preset: fid (default), deterministic or demo")
     g.add_argument("--num-steps", type=int, metavar="N", help="teacher sampler steps (default: the preset's)")
     g.add_argument("--batch-size", type=int, default=64, metavar="B", help="seeds per batch and shard (default 64)")
     g.add_argument("--device", metavar="DEVICE", help="cuda, cpu, mps (default: the best available); under "
