@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from nets import tiny_kwargs, tiny_net
+
+# The model, checkpoint and pipeline tests need only torch; on a GPU machine without the web stack
+# the app and browser tests are left out (CI installs everything and runs them all).
+HAVE_DASH = importlib.util.find_spec("dash") is not None
+collect_ignore_glob = [] if HAVE_DASH else ["browser/*", "test_app_*.py"]
+
+
+def pytest_configure(config):
+    """Browser tests always run Chromium headless (dash.testing's --headless), here and in CI."""
+    if hasattr(config.option, "headless"):
+        config.option.headless = True
 
 
 @pytest.fixture(scope="session", name="tiny_kwargs")
