@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="small network and batches, for a CPU check")
     p.add_argument("--device", default=None, help="default: the best available")
     p.add_argument("--repeats", type=int, default=None, help="timed DMD2 batches (default 5; tiny 2)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default=None,
+                   help="override both models' U-Net precision (default: DMD2 fp32, EDM fp16 as published)")
     p.add_argument("--edm-steps", type=int, default=None, help="teacher steps (default 256; tiny 4)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "bench_extract.json")
     args = p.parse_args(argv)
@@ -91,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
 
     # DMD2 generators run in float32 as loaded; the official EDM pickle asks for the float16 U-Net body.
-    student = DMD2Adapter(EDMPrecond(**kwargs), device=device)
-    teacher = EDMAdapter(EDMPrecond(**kwargs, use_fp16=True), device=device)
+    student = DMD2Adapter(EDMPrecond(**kwargs), device=device, precision=args.precision)
+    teacher = EDMAdapter(EDMPrecond(**kwargs, use_fp16=True), device=device, precision=args.precision)
     pools = {LAYER: resolve_pool("auto", layer_shape(student, LAYER), LAYER)}
 
     rows = []
@@ -110,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     with_rec, without = rows[0]["seconds_per_batch"], rows[1]["seconds_per_batch"]
     overhead = with_rec / without - 1
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'}"
-          f"{' (tiny network)' if args.tiny else ''}; pooling {pools[LAYER]}")
+          f"{' (tiny network)' if args.tiny else ''}; pooling {pools[LAYER]}; "
+          f"precision student {student.precision}, teacher {teacher.precision}")
     print(f"{'case':<44}{'batch':>6}{'s/batch':>10}{'img/s':>10}{'s/img':>10}{'peak GiB':>10}")
     for r in rows:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "tiny": args.tiny, "torch": torch.__version__, "network": kwargs, "layer": LAYER, "pool": pools[LAYER],
         "results": rows, "recording_overhead": overhead,
+        "precision": {"student": student.precision, "teacher": teacher.precision},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }, indent=2))
     print(f"wrote {args.out}")

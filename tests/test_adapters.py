@@ -155,3 +155,28 @@ def test_detect_adapter_by_file(pair, tmp_path):
     assert detect_adapter(pkl) == detect_adapter(converted) == "edm-imagenet-64"
     students = {detect_adapter(folder), detect_adapter(folder / "pytorch_model.bin"), detect_adapter(plain)}
     assert students == {"dmd2-imagenet-64"}
+
+
+def test_precision_switch_falls_back_to_fp32_off_cuda(pair):
+    fp32 = EDMAdapter.from_checkpoint(pair[0], device="cpu")
+    bf16 = EDMAdapter.from_checkpoint(pair[0], device="cpu", precision="bf16")
+    assert bf16.net.precision == "bf16" and bf16.precision == "fp32" and bf16.describe()["precision"] == "fp32"
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(fp32.forward(x, 3.0, [1, 2]), bf16.forward(x, 3.0, [1, 2]))
+    with pytest.raises(ValueError, match="precision 'fp8' is not one of fp32, fp16, bf16"):
+        EDMAdapter.from_checkpoint(pair[0], device="cpu", precision="fp8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(("precision", "bound"), [("fp32", 1e-5), ("fp16", 1e-2), ("bf16", 3e-2)])
+def test_reduced_precision_adapters_match_fp32_on_cuda(pair, precision, bound):
+    """The fast paths compute the same function: relative error near 1e-5 (fp32) or 1e-2 (fp16/bf16)."""
+    ref = EDMAdapter.from_checkpoint(pair[0], device="cpu")
+    fast = EDMAdapter.from_checkpoint(pair[0], device="cuda", precision=precision)
+    assert fast.precision == precision
+    x = torch.randn(4, 3, 16, 16) * 10
+    a = ref.forward(x, 10.0, [0, 1, 2, 3])
+    # cuDNN runs float32 convolutions in TF32 unless told not to; the fp32 path is checked without it.
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=precision != "fp32"):
+        b = fast.forward(x.cuda(), 10.0, [0, 1, 2, 3]).cpu()
+    assert ((b - a).norm() / a.norm()).item() < bound

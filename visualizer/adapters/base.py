@@ -22,7 +22,7 @@ from torch.utils.hooks import RemovableHandle
 
 from visualizer.models.device import pick_device
 from visualizer.models.layer_names import layer_shapes, layer_table, resolve_layers
-from visualizer.models.networks import EDMPrecond
+from visualizer.models.networks import PRECISIONS, EDMPrecond
 from visualizer.models.seeding import draw_latents_and_classes, make_generators, one_hot
 
 HookFn = Callable[[torch.nn.Module, tuple, Any], Any]
@@ -55,7 +55,13 @@ class DiffusionAdapter(ABC):
     default_class_names: ClassVar[tuple[str, ...] | None] = None   # None: ImageNet for 1000 classes, else indices
 
     def __init__(self, net: EDMPrecond, *, device: str | torch.device | None = None,
-                 checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None):
+                 checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None,
+                 precision: str | None = None):
+        """`precision` ('fp32', 'fp16', 'bf16') overrides the checkpoint's own; CPU and MPS always compute in fp32."""
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if precision is not None:
+            net.precision = precision
         self.device = pick_device(device)
         self.net = net.eval().requires_grad_(False).to(self.device)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
@@ -85,9 +91,15 @@ class DiffusionAdapter(ABC):
     def layer_shapes(self) -> dict[str, tuple[int, ...]]:
         return layer_shapes(self.net)
 
+    @property
+    def precision(self) -> str:
+        """What the U-Net body computes in on this device (fp32 off CUDA, whatever was asked)."""
+        dtype = self.net.compute_dtype(self.device)
+        return next(name for name, d in PRECISIONS.items() if d == dtype)
+
     def describe(self) -> dict:
         return {"adapter": self.name, "role": self.role, "checkpoint": self.checkpoint,
-                "resolution": self.resolution, "num_classes": self.num_classes}
+                "resolution": self.resolution, "num_classes": self.num_classes, "precision": self.precision}
 
     # -- computation ----------------------------------------------------------------------------
     def labels(self, class_labels: torch.Tensor | Sequence[int] | int | None, batch: int) -> torch.Tensor | None:

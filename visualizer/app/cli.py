@@ -38,6 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num-steps", type=int, metavar="N", help="number of sampler steps")
     g = parser.add_argument_group("server")
     g.add_argument("--device", metavar="DEVICE", help="cuda, cuda:1, cpu, mps (default: the best available)")
+    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
+                   help="U-Net compute precision on CUDA (default: each checkpoint's own; CPU/MPS stay fp32)")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     g.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     g.add_argument("--debug", action="store_true", help="Dash debug mode (dev tools, error pop-ups)")
@@ -50,7 +52,7 @@ def config_from_args(args: argparse.Namespace):
     chooses = [args.embeddings, args.teacher, args.student, args.adapter, args.checkpoint_path]
     if not any(v is not None for v in chooses):
         demo = demo_config()
-        return AppConfig(**{**demo.__dict__, "device": args.device or demo.device,
+        return AppConfig(**{**demo.__dict__, "device": args.device or demo.device, "precision": args.precision,
                             "preset": args.preset or demo.preset, "num_steps": args.num_steps or demo.num_steps})
     if (args.adapter is None) != (args.checkpoint_path is None):
         raise UserError("--adapter and --checkpoint_path go together (one model: its adapter name and its file)")
@@ -61,7 +63,7 @@ def config_from_args(args: argparse.Namespace):
         models.append(ModelSource(_key_for(args.adapter, args.embeddings), args.checkpoint_path, args.adapter))
     models += [ModelSource(key, path) for key, path in (("teacher", args.teacher), ("student", args.student)) if path]
     return AppConfig(embeddings=args.embeddings, models=tuple(models), device=args.device, preset=args.preset,
-                     num_steps=args.num_steps)
+                     num_steps=args.num_steps, precision=args.precision)
 
 
 def _key_for(adapter: str, embeddings: Path | None) -> str:

@@ -27,6 +27,7 @@ class AppConfig:
     embeddings: Path | None = None
     models: tuple[ModelSource, ...] = ()
     device: str | None = None
+    precision: str | None = None         # U-Net precision on CUDA; default: each checkpoint's own
     preset: str | None = None            # teacher sampler preset; default: the embeddings' run, else the adapter's
     num_steps: int | None = None         # teacher sampler steps; same defaults
     title: str = "Teacher vs student, layer by layer"
@@ -120,7 +121,7 @@ def load(config: AppConfig) -> AppState:
         name = src.adapter or detect_adapter(path)
         cls = get_adapter(name)
         try:
-            adapter = cls.from_checkpoint(path, device=device)
+            adapter = cls.from_checkpoint(path, device=device, precision=config.precision)
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - any failure to read a user's file is that file's problem

@@ -94,7 +94,8 @@ class ModelSlot:
     @property
     def identity(self) -> tuple:
         a = self.adapter
-        return (a.name, a.checkpoint, str(a.device), tuple(sorted((k, str(v)) for k, v in self.sample_kwargs.items())))
+        settings = tuple(sorted((k, str(v)) for k, v in self.sample_kwargs.items()))
+        return (a.name, a.checkpoint, str(a.device), a.precision, settings)
 
     def to_uint8(self, x: torch.Tensor) -> np.ndarray:
         """Each paper quantises its own way; teachers are EDM-style, generators DMD2-style."""

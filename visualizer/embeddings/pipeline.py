@@ -62,6 +62,7 @@ class EmbedConfig:
     num_steps: int | None = None
     batch_size: int = 64
     device: str | None = None
+    precision: str | None = None       # None: each checkpoint's own (fp16 for the official EDM pickle)
     pool: str = "auto"
     pca_dims: int = 50
     pca_fit_rows: int = 20000
@@ -115,7 +116,8 @@ class Plan:
             "models": [{"key": m.key, "adapter": m.adapter, "sha256": m.sha256} for m in self.models],
             "seeds": seed_ranges(c.seeds), "classes": str(c.classes), "layers": list(self.layers),
             "steps": [str(s) for s in c.steps], "preset": c.preset, "num_steps": c.num_steps,
-            "batch_size": c.batch_size, "device": self.device.type, "pool": c.pool, "pca_dims": c.pca_dims,
+            "batch_size": c.batch_size, "device": self.device.type, "precision": c.precision, "pool": c.pool,
+            "pca_dims": c.pca_dims,
             "pca_fit_rows": c.pca_fit_rows, "n_neighbors": c.n_neighbors, "min_dist": c.min_dist,
             "random_state": c.random_state,
         }
@@ -379,7 +381,8 @@ def run_embed(cfg: EmbedConfig) -> Summary | None:
         adapters = {}
         for src in tqdm(sources, desc="load models", unit="model", leave=False,
                         disable=not (cfg.progress and ranks.is_main)):
-            adapters[src.key] = get_adapter(src.adapter).from_checkpoint(src.checkpoint, device=device)
+            adapters[src.key] = get_adapter(src.adapter).from_checkpoint(src.checkpoint, device=device,
+                                                                           precision=cfg.precision)
         plan = make_plan(cfg, sources, adapters, device)
         folder = RunFolder(Path(cfg.out))
         resumed = ranks.on_main(lambda: prepare_folder(plan, folder))
