@@ -31,11 +31,9 @@ from visualizer.adapters.edm import EDMAdapter  # noqa: E402
 from visualizer.embeddings.extract import layer_shape, record_batch  # noqa: E402
 from visualizer.embeddings.pooling import resolve_pool  # noqa: E402
 from visualizer.models import EDMPrecond  # noqa: E402
-from visualizer.models.config import IMAGENET64_KWARGS  # noqa: E402
+from visualizer.models.config import IMAGENET64_KWARGS, TINY_KWARGS  # noqa: E402
 from visualizer.models.device import pick_device  # noqa: E402
 
-TINY_KWARGS = dict(img_resolution=16, img_channels=3, label_dim=10, model_type="DhariwalUNet", model_channels=32,
-                   channel_mult=[1, 2], channel_mult_emb=4, num_blocks=1, attn_resolutions=[8], dropout=0.0)
 LAYER = "encoder_bottleneck"
 
 

@@ -28,8 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TINY_KWARGS = dict(img_resolution=16, img_channels=3, label_dim=10, model_type="DhariwalUNet", model_channels=32,
-                   channel_mult=[1, 2], channel_mult_emb=4, num_blocks=1, attn_resolutions=[8], dropout=0.0)
 GOAL_SECONDS, GOAL_RATIO = 10.0, 2.0
 
 
@@ -97,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from visualizer.checkpoints.edm_pickle_writer import write_edm_pickle
     from visualizer.checkpoints.safetensors_io import save_network_safetensors
-    from visualizer.models import IMAGENET64_KWARGS, EDMPrecond
+    from visualizer.models import IMAGENET64_KWARGS, TINY_KWARGS, EDMPrecond
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     kwargs = TINY_KWARGS if args.tiny else IMAGENET64_KWARGS

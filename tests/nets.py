@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import torch
 
-from visualizer.models import EDMPrecond
+from visualizer.models import TINY_KWARGS, EDMPrecond
 
 
 def tiny_kwargs(**overrides) -> dict:
     """EDMPrecond kwargs of a 16x16, 10-class ADM with one attention level (8x8); ~0.8 M parameters."""
-    kwargs = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-                  num_blocks=1, attn_resolutions=[8], dropout=0.0)
+    kwargs = {**TINY_KWARGS, "channel_mult": list(TINY_KWARGS["channel_mult"]),
+              "attn_resolutions": list(TINY_KWARGS["attn_resolutions"])}
     kwargs.update(overrides)
     return kwargs
 

@@ -5,11 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from visualizer.models import IMAGENET64_KWARGS, EDMPrecond, infer_kwargs
+from visualizer.models import IMAGENET64_KWARGS, TINY_KWARGS, EDMPrecond, infer_kwargs
 
 KEYS_FILE = Path(__file__).parent / "data" / "imagenet64_state_dict_keys.txt"
-TINY = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-            num_blocks=1, attn_resolutions=[8], dropout=0.0)
 
 
 def _reference_keys() -> list[tuple[str, tuple[int, ...]]]:
@@ -53,7 +51,7 @@ def _randomized(net: EDMPrecond) -> EDMPrecond:
 
 def test_preconditioning_formulas():
     """With F = 0 (zero-initialised output conv), D(x, s) = c_skip x exactly."""
-    net = EDMPrecond(**TINY).eval()
+    net = EDMPrecond(**TINY_KWARGS).eval()
     x = torch.randn(2, 3, 16, 16)
     sigma = torch.tensor([0.5, 80.0])
     expected = x * (0.25 / (sigma**2 + 0.25)).reshape(-1, 1, 1, 1)
@@ -61,7 +59,7 @@ def test_preconditioning_formulas():
 
 
 def test_resampling_is_average_pool_and_nearest_upsample():
-    net = EDMPrecond(**TINY)
+    net = EDMPrecond(**TINY_KWARGS)
     down = net.model.enc["8x8_down"].skip
     up = net.model.dec["16x16_up"].skip
     x = torch.randn(1, 64, 8, 8)
@@ -70,15 +68,15 @@ def test_resampling_is_average_pool_and_nearest_upsample():
 
 
 def test_attention_heads_and_missing_attention_below_64_channels():
-    net = EDMPrecond(**TINY)
+    net = EDMPrecond(**TINY_KWARGS)
     assert net.model.dec["8x8_in0"].num_heads == 1
-    small = EDMPrecond(**{**TINY, "model_channels": 16})  # 32 channels at 8x8: zero heads, no qkv
+    small = EDMPrecond(**{**TINY_KWARGS, "model_channels": 16})  # 32 channels at 8x8: zero heads, no qkv
     assert not hasattr(small.model.dec["8x8_in0"], "qkv")
     assert "model.dec.8x8_in0.qkv.weight" not in small.state_dict()
 
 
 def test_batch_and_labels_broadcast_and_determinism():
-    net = _randomized(EDMPrecond(**TINY))
+    net = _randomized(EDMPrecond(**TINY_KWARGS))
     x = torch.randn(3, 3, 16, 16)
     labels = torch.eye(10)[[1, 4, 7]]
     full = net(x, 2.0, labels)
@@ -88,13 +86,13 @@ def test_batch_and_labels_broadcast_and_determinism():
 
 
 def test_unconditional_labels_none_means_zeros():
-    net = _randomized(EDMPrecond(**TINY))
+    net = _randomized(EDMPrecond(**TINY_KWARGS))
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(net(x, 1.0, None), net(x, 1.0, torch.zeros(2, 10)))
 
 
 def test_precision_stays_float32_off_cuda():
-    net = _randomized(EDMPrecond(**{**TINY, "use_fp16": True}))
+    net = _randomized(EDMPrecond(**{**TINY_KWARGS, "use_fp16": True}))
     assert net.use_fp16 and net.compute_dtype(torch.device("cpu")) == torch.float32
     assert net.compute_dtype(torch.device("cuda")) == torch.float16
     net.precision = "bf16"
@@ -105,7 +103,7 @@ def test_precision_stays_float32_off_cuda():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_reduced_precision_close_to_float32_on_cuda(precision):
-    net = _randomized(EDMPrecond(**TINY)).cuda()
+    net = _randomized(EDMPrecond(**TINY_KWARGS)).cuda()
     x = torch.randn(4, 3, 16, 16, device="cuda") * 5
     ref = net(x, 5.0, torch.eye(10, device="cuda")[:4])
     net.precision = precision

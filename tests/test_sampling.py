@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from visualizer.models import EDMPrecond
+from visualizer.models import TINY_KWARGS, EDMPrecond
 from visualizer.models.images import dmd2_to_uint8, edm_to_uint8, to_pil
 from visualizer.models.sampling import PRESETS, HeunSettings, dmd2_few_step, dmd2_generate, edm_sampler, edm_sigmas
 from visualizer.models.seeding import draw_latents_and_classes, make_generators, one_hot
 
-TINY = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-            num_blocks=1, attn_resolutions=[8], dropout=0.0)
 SD = 0.5  # sigma_data
 
 
@@ -37,7 +35,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def net() -> EDMPrecond:
-    return _perturbed(EDMPrecond(**TINY))
+    return _perturbed(EDMPrecond(**TINY_KWARGS))
 
 
 def _draw(seeds, label_dim=10, shape=(3, 16, 16), classes=None):

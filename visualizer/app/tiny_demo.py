@@ -12,17 +12,16 @@ from pathlib import Path
 
 import torch
 
+from visualizer.models.config import TINY_KWARGS
 from visualizer.models.networks import EDMPrecond
 
-TINY = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-            num_blocks=1, attn_resolutions=[8], dropout=0.0)
 DEMO_SEEDS = 40
 DEMO_STEPS = 24
 
 
 def random_net(seed: int, scale: float = 0.05, base: EDMPrecond | None = None) -> EDMPrecond:
-    """A TINY net with every parameter nudged (output convs start at zero, which would make D(x) = c_skip x)."""
-    net = EDMPrecond(**TINY)
+    """A tiny net with every parameter nudged (output convs start at zero, which would make D(x) = c_skip x)."""
+    net = EDMPrecond(**TINY_KWARGS)
     if base is not None:
         net.load_state_dict(base.state_dict())
     g = torch.Generator().manual_seed(seed)

@@ -1,9 +1,9 @@
 """Networks and samplers: torch only, no app, dataframe or UMAP code below this line."""
 
-from visualizer.models.config import IMAGENET64_KWARGS, infer_kwargs
+from visualizer.models.config import IMAGENET64_KWARGS, TINY_KWARGS, infer_kwargs
 from visualizer.models.networks import DhariwalUNet, EDMPrecond, UNetBlock
 
-__all__ = ["IMAGENET64_KWARGS", "DhariwalUNet", "EDMPrecond", "UNetBlock", "infer_kwargs"]
+__all__ = ["IMAGENET64_KWARGS", "TINY_KWARGS", "DhariwalUNet", "EDMPrecond", "UNetBlock", "infer_kwargs"]
 
 from visualizer.models.images import dmd2_to_uint8, edm_to_uint8, to_pil  # noqa: E402
 from visualizer.models.sampling import (  # noqa: E402
