@@ -8,6 +8,7 @@ and registering under the `visualizer.adapters` entry-point group.
 from __future__ import annotations
 
 import json
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from visualizer.models.acceleration import COMPILE_MODES, accelerate
 from visualizer.models.device import pick_device
 from visualizer.models.layer_names import layer_shapes, layer_table, resolve_layers
 from visualizer.models.networks import PRECISIONS, EDMPrecond
@@ -56,14 +58,26 @@ class DiffusionAdapter(ABC):
 
     def __init__(self, net: EDMPrecond, *, device: str | torch.device | None = None,
                  checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None,
-                 precision: str | None = None):
-        """`precision` ('fp32', 'fp16', 'bf16') overrides the checkpoint's own; CPU and MPS always compute in fp32."""
+                 precision: str | None = None, compile: bool | str = False):
+        """`precision` ('fp32', 'fp16', 'bf16') overrides the checkpoint's own; CPU and MPS always compute in fp32.
+
+        `compile` picks the fast path on CUDA: False/'off' eager, 'graphs' CUDA-graph replay of the
+        eager body, True/'full' torch.compile plus graphs (see `models.acceleration`). Elsewhere the
+        net stays eager and a warning says so.
+        """
         if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        mode = {False: "off", True: "full", None: "off"}.get(compile, compile)
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile {compile!r} is not one of {', '.join(COMPILE_MODES)}")
         if precision is not None:
             net.precision = precision
         self.device = pick_device(device)
         self.net = net.eval().requires_grad_(False).to(self.device)
+        self.net.cast_body_weights(self.device)
+        self.compile = accelerate(self.net, self.device, mode)
+        if mode != self.compile:
+            warnings.warn(f"compile {mode!r} needs CUDA; {self.name} runs eagerly on {self.device.type}", stacklevel=2)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.class_names = tuple(class_names or self.default_class_names or default_class_names(net.label_dim))
         self._layers = layer_table(net)
@@ -99,7 +113,8 @@ class DiffusionAdapter(ABC):
 
     def describe(self) -> dict:
         return {"adapter": self.name, "role": self.role, "checkpoint": self.checkpoint,
-                "resolution": self.resolution, "num_classes": self.num_classes, "precision": self.precision}
+                "resolution": self.resolution, "num_classes": self.num_classes, "precision": self.precision,
+                "compile": self.compile}
 
     # -- computation ----------------------------------------------------------------------------
     def labels(self, class_labels: torch.Tensor | Sequence[int] | int | None, batch: int) -> torch.Tensor | None:
@@ -115,7 +130,7 @@ class DiffusionAdapter(ABC):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, class_labels=None) -> torch.Tensor:
         """One denoising step D(x, sigma): the model's estimate of the clean image."""
         x = x.to(self.device)
-        return self.net(x, torch.as_tensor(sigma, device=self.device), self.labels(class_labels, x.shape[0]))
+        return self.net(x, torch.as_tensor(sigma), self.labels(class_labels, x.shape[0]))
 
     def draw(self, seeds: Sequence[int], class_label: int | Sequence[int] | None = None):
         """Per-seed generators, latents z and class indices, drawn in the reference order."""

@@ -95,11 +95,14 @@ class ModelSlot:
     def identity(self) -> tuple:
         a = self.adapter
         settings = tuple(sorted((k, str(v)) for k, v in self.sample_kwargs.items()))
-        return (a.name, a.checkpoint, str(a.device), a.precision, settings)
+        return (a.name, a.checkpoint, str(a.device), a.precision, getattr(a, "compile", "off"), settings)
 
     def to_uint8(self, x: torch.Tensor) -> np.ndarray:
         """Each paper quantises its own way; teachers are EDM-style, generators DMD2-style."""
-        return (edm_to_uint8 if self.multi_step else dmd2_to_uint8)(x)[0]
+        return self.batch_to_uint8(x[:1])[0]
+
+    def batch_to_uint8(self, x: torch.Tensor) -> np.ndarray:
+        return (edm_to_uint8 if self.multi_step else dmd2_to_uint8)(x)
 
     def num_steps(self) -> int:
         if not self.multi_step:
@@ -225,6 +228,17 @@ def _maps(tensors: Mapping[str, torch.Tensor], layers: Sequence[str], reduce_fn)
     """Reduce on the tensors' device, then move only the [H, W] maps to the CPU (float16 to halve the cache)."""
     with torch.no_grad():
         return {name: reduce_fn(tensors[name][:1])[0].to(torch.float16).cpu().numpy() for name in layers}
+
+
+def _to_host(slot: ModelSlot, pending: Sequence[tuple], layers: Sequence[str]) -> list[StepView]:
+    """Device-side step records to StepViews: one stacked copy per layer and one for the images."""
+    if not pending:
+        return []
+    with torch.no_grad():
+        images = slot.batch_to_uint8(torch.cat([p[2] for p in pending]))
+        maps = {n: torch.stack([p[3][n] for p in pending]).to(torch.float16).cpu().numpy() for n in layers}
+    return [StepView(step, sigma, images[i], {n: maps[n][i] for n in layers})
+            for i, (step, sigma, _, _) in enumerate(pending)]
 
 
 class _FirstOfStep:
@@ -367,20 +381,21 @@ class Inspector:
                     should_stop: Callable[[], None] | None) -> Trajectory:
         start = time.perf_counter()
         reduce_fn = parse_reduction(req.reduction)
-        steps: list[StepView] = []
+        # Per step: (step, sigma, denoised, maps), all still on the model's device. Nothing is copied
+        # to the host until the run ends, so the GPU never waits for Python between evaluations.
+        pending: list[tuple[int, float, torch.Tensor, dict[str, torch.Tensor]]] = []
         total = [slot.num_steps()]
 
         first_of_step = _FirstOfStep()
-        with slot.lock, capture(slot.adapter.net, req.layers, reduce=reduce_fn, keep="reduced",
+        with slot.lock, capture(slot.adapter.net, req.layers, reduce=reduce_fn, keep="reduced", to_cpu=False,
                                 steps=first_of_step) as cap:
             def on_evaluation(info: dict) -> None:
                 total[0] = int(info.get("num_steps", total[0]))
                 if info.get("stage", "euler") in ("euler", "generator"):
-                    maps = {n: cap[n][-1].tensor[0].to(torch.float16).numpy() for n in req.layers}
-                    steps.append(StepView(int(info["step"]), float(info["sigma"]),
-                                          slot.to_uint8(info["denoised"]), maps))
+                    pending.append((int(info["step"]), float(info["sigma"]), info["denoised"][:1],
+                                    {n: cap[n][-1].tensor[0] for n in req.layers}))
                     if progress is not None:
-                        progress(len(steps), total[0])
+                        progress(len(pending), total[0])
                 for n in req.layers:       # keep only what was harvested: memory stays flat over 511 calls
                     cap[n].clear()
                 first_of_step.after(info)
@@ -391,7 +406,8 @@ class Inspector:
                 should_stop()
             result = slot.adapter.sample(seeds=[req.seed], class_label=req.class_label, callback=on_evaluation,
                                          **slot.sample_kwargs)
-        return Trajectory(slot.key, steps, result.images[0], total[0], time.perf_counter() - start)
+        return Trajectory(slot.key, _to_host(slot, pending, req.layers), result.images[0], total[0],
+                          time.perf_counter() - start)
 
     # -- everything at once (tests, scripts) --------------------------------------------------------
     def regenerate(self, req: Request) -> tuple[FirstLook, dict[str, Trajectory]]:

@@ -9,6 +9,7 @@ float32, float16 and bfloat16 compute.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -132,10 +133,14 @@ class UNetBlock(nn.Module):
         x = x + (self.skip(orig) if self.skip is not None else orig)
         if self.num_heads:
             n, c, h, w = x.shape
-            q, k, v = self.qkv(self.norm2(x)).reshape(n * self.num_heads, c // self.num_heads, 3, h * w).unbind(2)
-            # softmax(q^T k / sqrt(c/heads)) over keys, then v w^T; SDPA fuses this with a float32 softmax.
-            a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            x = self.proj(a.transpose(1, 2).reshape(n, c, h, w)) + x
+            heads = self.num_heads
+            qkv = self.qkv(self.norm2(x)).reshape(n, heads, c // heads, 3, h * w)
+            q, k, v = qkv.permute(3, 0, 1, 4, 2).contiguous().unbind(0)   # fused kernels need channels last
+            # softmax(q^T k / sqrt(c/heads)) over keys, then v w^T. Given [batch, heads, tokens, channels],
+            # SDPA picks a fused kernel (flash attention in fp16/bf16); 3-D input would fall back to
+            # explicit float32 matrices, the largest cost of a batch-256 forward.
+            a = F.scaled_dot_product_attention(q, k, v)
+            x = self.proj(a.transpose(2, 3).reshape(n, c, h, w)) + x
         return x
 
 
@@ -197,7 +202,13 @@ class DhariwalUNet(nn.Module):
         self.out_norm = GroupNorm(cout)
         self.out_conv = _zero_(Conv2d(cout, out_channels, 3))
 
-    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None,
+                taps: tuple[str, ...] | None = None) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """F(x); with `taps` (native names such as 'enc.16x16_block1') also those blocks' outputs.
+
+        A call with `taps` runs the blocks' `forward` directly, without module hooks, so that it
+        compiles and replays as one graph (`acceleration.FastBody`) whatever hooks are registered.
+        """
         emb = self.map_noise(noise_labels)
         emb = self.map_layer1(F.silu(self.map_layer0(emb)))
         if self.map_label is not None:
@@ -208,15 +219,26 @@ class DhariwalUNet(nn.Module):
             emb = emb + self.map_label(labels)
         emb = F.silu(emb)
 
+        kept: dict[str, torch.Tensor] = {}
         skips = []
         for name, block in self.enc.items():
-            x = block(x) if name.endswith("_conv") else block(x, emb)
+            call = block if taps is None else block.forward
+            x = call(x) if name.endswith("_conv") else call(x, emb)
             skips.append(x)
-        for block in self.dec.values():
+            if taps is not None and f"enc.{name}" in taps:
+                kept[f"enc.{name}"] = x
+        for name, block in self.dec.items():
             if x.shape[1] != block.in_channels:
                 x = torch.cat([x, skips.pop()], dim=1)
-            x = block(x, emb)
-        return self.out_conv(F.silu(self.out_norm(x)))
+            x = (block if taps is None else block.forward)(x, emb)
+            if taps is not None and f"dec.{name}" in taps:
+                kept[f"dec.{name}"] = x
+        out = self.out_conv(F.silu(self.out_norm(x)))
+        return out if taps is None else (out, kept)
+
+    def block_names(self) -> list[str]:
+        """Native names of the blocks `taps` can keep, in the order they run."""
+        return [f"enc.{k}" for k in self.enc] + [f"dec.{k}" for k in self.dec]
 
 
 class EDMPrecond(nn.Module):
@@ -245,6 +267,8 @@ class EDMPrecond(nn.Module):
             sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data, **model_kwargs,
         )
         self.model = DhariwalUNet(img_resolution, img_channels, img_channels, label_dim=label_dim, **model_kwargs)
+        # An optional runner for the U-Net body (acceleration.FastBody: compiled, CUDA graphs); None is eager.
+        self.body: Callable[..., torch.Tensor] | None = None
 
     @property
     def use_fp16(self) -> bool:
@@ -258,7 +282,7 @@ class EDMPrecond(nn.Module):
         self, x: torch.Tensor, sigma: torch.Tensor | float, class_labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         x = x.to(torch.float32)
-        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1, 1, 1, 1)
+        sigma = _sigma_on(sigma, x.device).reshape(-1, 1, 1, 1)
         labels = None
         if self.label_dim:
             labels = (
@@ -271,5 +295,29 @@ class EDMPrecond(nn.Module):
         c_out = sigma * sd / (sigma**2 + sd**2).sqrt()
         c_in = 1 / (sd**2 + sigma**2).sqrt()
         c_noise = sigma.log() / 4
-        F_x = self.model((c_in * x).to(self.compute_dtype(x.device)), c_noise.flatten(), labels)
+        body = self.model if self.body is None else self.body
+        F_x = body((c_in * x).to(self.compute_dtype(x.device)), c_noise.flatten(), labels)
         return c_skip * x + c_out * F_x.to(torch.float32)
+
+    def cast_body_weights(self, device: torch.device) -> None:
+        """Stores the U-Net's convolution and GroupNorm weights in the compute dtype once, instead of
+        casting them at every call (which costs a kernel and a weight-sized copy per layer per call).
+
+        The embedding path (Linear layers) stays float32 as the official code computes it, so the
+        result is the same as casting on the fly. A no-op in float32.
+        """
+        dtype = self.compute_dtype(device)
+        for m in self.model.modules():
+            if isinstance(m, (Conv2d, GroupNorm)):
+                m.to(dtype)
+
+
+def _sigma_on(sigma: torch.Tensor | float, device: torch.device) -> torch.Tensor:
+    """sigma as float32 on `device`; a number or a one-element host tensor is filled in on the device
+    rather than copied, because a copy from pageable host memory waits for the GPU to drain."""
+    if isinstance(sigma, torch.Tensor) and sigma.device == device:
+        return sigma.to(torch.float32)
+    host = torch.as_tensor(sigma, dtype=torch.float32)
+    if host.numel() == 1 and device.type != "cpu":
+        return torch.full(host.shape, float(host), dtype=torch.float32, device=device)
+    return host.to(device)

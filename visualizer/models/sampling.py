@@ -97,8 +97,12 @@ PRESETS: dict[str, HeunSettings] = {
 
 
 def _denoise(net: Denoiser, x: torch.Tensor, sigma: float, class_labels: torch.Tensor | None) -> torch.Tensor:
-    """D(x, sigma) as a tensor of x's dtype; EDMPrecond computes in float32 and casts back here."""
-    return net(x, torch.tensor(sigma, dtype=x.dtype, device=x.device), class_labels).to(x.dtype)
+    """D(x, sigma) as a tensor of x's dtype; EDMPrecond computes in float32 and casts back here.
+
+    sigma goes in as a host scalar tensor: EDMPrecond fills it in on the device, and hooks read it
+    without waiting for the GPU, so a run on CUDA never stalls between network evaluations.
+    """
+    return net(x, torch.tensor(sigma, dtype=x.dtype), class_labels).to(x.dtype)
 
 
 @torch.no_grad()
@@ -186,7 +190,7 @@ def dmd2_few_step(
     K = len(levels)
 
     def step(k: int, x: torch.Tensor) -> torch.Tensor:
-        x0 = net(x, torch.tensor(levels[k], dtype=torch.float32, device=x.device), class_labels).to(torch.float32)
+        x0 = net(x, torch.tensor(levels[k], dtype=torch.float32), class_labels).to(torch.float32)
         if callback is not None:
             callback(dict(step=k, stage="generator", sigma=levels[k], sigma_next=levels[k + 1] if k + 1 < K else 0.0,
                           x=x, denoised=x0, num_steps=K))

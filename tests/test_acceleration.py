@@ -1,0 +1,165 @@
+"""The fast paths (models.acceleration): hook-free body with taps, hook replay, CUDA graphs, torch.compile.
+
+The CPU tests run the FastBody's direct path (no graphs, no compile): the same hook replay and
+fallback logic the CUDA paths use. The CUDA tests compare every fast mode and precision with the
+float32 eager path: relative error near 1e-5 for float32, near 1e-2 for fp16/bf16.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from nets import tiny_net
+
+from visualizer.activations.capture import capture
+from visualizer.adapters.edm import EDMAdapter
+from visualizer.models.acceleration import FastBody, accelerate
+from visualizer.models.seeding import one_hot
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+LAYERS = ["enc.16x16_conv", "enc.8x8_block0", "dec.8x8_in0", "dec.16x16_block1"]
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def inputs(device="cpu", batch=2):
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(batch, 3, 16, 16, generator=g) * 10).to(device)
+    return x, torch.full((batch,), 3.0), one_hot(torch.arange(batch) % 10, 10).to(device)
+
+
+def test_taps_keep_block_outputs_without_running_hooks():
+    net = tiny_net()
+    x, sigma, labels = inputs()
+    noise = (sigma.log() / 4).float()
+    seen = []
+    handle = net.model.enc["8x8_block0"].register_forward_hook(lambda m, i, o: seen.append(o))
+    try:
+        plain = net.model(x, noise, labels)
+        out, kept = net.model(x, noise, labels, taps=("enc.8x8_block0", "dec.16x16_block1"))
+    finally:
+        handle.remove()
+    assert len(seen) == 1 and torch.equal(out, plain)
+    assert list(kept) == ["enc.8x8_block0", "dec.16x16_block1"] and torch.equal(kept["enc.8x8_block0"], seen[0])
+    assert net.model.block_names()[0] == "enc.16x16_conv" and len(net.model.block_names()) == len(
+        list(net.model.enc) + list(net.model.dec))
+
+
+def test_fast_body_replays_hooks_with_the_same_outputs():
+    net = tiny_net()
+    x, sigma, labels = inputs()
+    with torch.no_grad(), capture(net, LAYERS) as eager:
+        ref = net(x, sigma, labels)
+    net.body = FastBody(net.model, graphs=False)
+    with torch.no_grad(), capture(net, LAYERS) as fast:
+        out = net(x, sigma, labels)
+    assert torch.equal(out, ref) and net.body.counts["direct"] == 1 and net.body.counts["eager"] == 0
+    for name in LAYERS:
+        assert torch.equal(fast.tensor(name, 0), eager.tensor(name, 0))
+        assert fast[name][0].sigma == eager[name][0].sigma == 3.0
+
+
+def test_fast_body_falls_back_to_eager_when_it_cannot_honour_a_hook():
+    net = tiny_net()
+    body = net.body = FastBody(net.model, graphs=False)
+    x, sigma, labels = inputs()
+    inner = net.model.enc["8x8_block0"].conv0.register_forward_hook(lambda m, i, o: None)
+    with torch.no_grad():
+        net(x, sigma, labels)
+    inner.remove()
+    pre = net.model.dec["8x8_in0"].register_forward_pre_hook(lambda m, i: None)
+    with torch.no_grad():
+        net(x, sigma, labels)
+    pre.remove()
+    net(x, sigma, labels)                       # autograd on: eager
+    assert body.counts == {"eager": 3}
+    with torch.no_grad():
+        net(x, sigma, labels)
+    assert body.counts["direct"] == 1
+
+
+def test_a_hook_that_replaces_the_output_is_refused():
+    net = tiny_net()
+    net.body = FastBody(net.model, graphs=False)
+    x, sigma, labels = inputs()
+    handle = net.model.enc["8x8_block0"].register_forward_hook(lambda m, i, o: o * 2)
+    try:
+        with torch.no_grad(), pytest.raises(RuntimeError, match="enc.8x8_block0 returned a new output"):
+            net(x, sigma, labels)
+    finally:
+        handle.remove()
+
+
+def test_samples_through_the_fast_body_are_identical_on_cpu():
+    net = tiny_net()
+    eager = EDMAdapter(net, device="cpu")
+    ref = eager.sample(seeds=[3, 4], class_label=[1, 2], preset="demo", num_steps=4)
+    net.body = FastBody(net.model, graphs=False)
+    fast = eager.sample(seeds=[3, 4], class_label=[1, 2], preset="demo", num_steps=4)
+    assert torch.equal(fast.denoised, ref.denoised) and net.body.counts["direct"] == 7
+
+
+def test_compile_falls_back_to_eager_off_cuda():
+    net = tiny_net()
+    assert accelerate(net, torch.device("cpu"), "full") == "off" and net.body is None
+    with pytest.warns(UserWarning, match="compile 'full' needs CUDA; edm-imagenet-64 runs eagerly on cpu"):
+        adapter = EDMAdapter(tiny_net(), device="cpu", compile=True)
+    assert adapter.compile == "off" and adapter.describe()["compile"] == "off"
+    with pytest.raises(ValueError, match="compile 'fast' is not one of off, graphs, full"):
+        EDMAdapter(tiny_net(), device="cpu", compile="fast")
+
+
+# -- CUDA ------------------------------------------------------------------------------------------
+
+def _pair(mode: str, precision: str):
+    ref = EDMAdapter(tiny_net(), device="cuda", precision="fp32")
+    fast = EDMAdapter(tiny_net(), device="cuda", precision=precision, compile=mode)
+    return ref, fast
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["graphs", "full"])
+@pytest.mark.parametrize(("precision", "bound"), [("fp32", 1e-5), ("fp16", 1e-2), ("bf16", 3e-2)])
+def test_fast_paths_match_float32_eager_on_cuda(mode, precision, bound):
+    ref, fast = _pair(mode, precision)
+    assert fast.compile == mode and fast.precision == precision
+    x, sigma, labels = inputs("cuda", batch=1)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        a = ref.forward(x, 3.0, [4])
+        for _ in range(3):      # warm-up + capture, then replays
+            b = fast.forward(x, 3.0, [4])
+        with capture(ref.net, LAYERS) as ce:
+            ref.forward(x * 0.5, 7.0, [2])
+        with capture(fast.net, LAYERS) as cf:
+            fast.forward(x * 0.5, 7.0, [2])
+    assert rel(b, a) < bound
+    assert fast.net.body.counts["replay"] >= 4 and fast.net.body.counts["eager"] == 0
+    for name in LAYERS:
+        assert rel(cf.tensor(name, 0).float(), ce.tensor(name, 0).float()) < bound * 5
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["graphs", "full"])
+def test_fast_sampler_matches_eager_on_cuda(mode):
+    ref, fast = _pair(mode, "fp32")
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        a = ref.sample(seeds=[5], class_label=3, preset="fid", num_steps=8)
+        b = fast.sample(seeds=[5], class_label=3, preset="fid", num_steps=8)
+        c = fast.sample(seeds=[5, 6, 7], class_label=3, preset="fid", num_steps=8)
+    assert rel(b.denoised, a.denoised) < 1e-5 and rel(c.denoised[:1], a.denoised) < 1e-4
+    assert fast.net.body.counts["capture"] == 2
+
+
+@cuda
+def test_graphs_are_bounded_and_large_batches_run_direct():
+    net = tiny_net().cuda()
+    body = net.body = FastBody(net.model, graphs=True, graph_max_batch=4, max_graphs=2)
+    with torch.no_grad():
+        for batch in (1, 2, 3, 1, 8):
+            x, sigma, labels = inputs("cuda", batch)
+            net(x, sigma, labels)
+    assert len(body._graphs) == 2 and body.counts["capture"] == 4 and body.counts["direct"] == 1
+    body.release()
+    assert not body._graphs

@@ -1,0 +1,158 @@
+"""Fast paths for the U-Net body on CUDA: torch.compile and CUDA-graph replay, with forward hooks still seen.
+
+Eager PyTorch at batch 1 is launch-bound: each of the ~700 kernels of a network evaluation costs
+some microseconds of Python and driver time, more than the GPU needs to run it. Two remedies:
+
+- compile: `torch.compile` of the body fuses GroupNorm, SiLU, the adaptive scale/shift and the
+  residual adds into fewer, larger kernels (this also helps large batches);
+- graphs: a call of a shape seen before replays a CUDA graph of the whole body, one launch.
+
+Neither can run Python forward hooks inside (a graph replays kernels only; a compiled graph would
+be rebuilt for every new hook). So the body runs hook-free with `taps`, keeping every block's
+output, and `FastBody` then calls each hooked block's forward hooks with that output, in network
+order: `capture`, `record_batch` and user hooks see the same tensors as in eager mode. Hooks get
+an empty `inputs` tuple and must not return a replacement output. Anything else the fast path
+cannot honour (pre-hooks or keyword hooks on a block, hooks on modules inside a block or outside
+the blocks, autograd, training mode) runs that call eagerly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from visualizer.models.networks import DhariwalUNet
+
+COMPILE_MODES = ("off", "graphs", "full")   # eager; CUDA graphs of the eager body; torch.compile + CUDA graphs
+
+
+@dataclass
+class _Graph:
+    graph: torch.cuda.CUDAGraph
+    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]   # static buffers the replay reads
+    out: torch.Tensor                                                # ... and writes
+    kept: dict[str, torch.Tensor]
+
+
+def _hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+class FastBody:
+    """Drop-in for `DhariwalUNet.__call__` (install as `EDMPrecond.body`); see the module docstring.
+
+    Graphs are kept per input shape for batches up to `graph_max_batch` (larger batches keep the
+    GPU busy without them and would pin a large memory pool), at most `max_graphs` of them, least
+    recently used dropped first.
+    """
+
+    def __init__(self, model: DhariwalUNet, *, compile: bool = False, graphs: bool = True,
+                 graph_max_batch: int = 16, max_graphs: int = 4, compile_mode: str | None = None,
+                 channels_last: bool = False):
+        self.model = model
+        self.channels_last = channels_last
+        if channels_last:   # cuDNN's fast convolutions are NHWC; NCHW pays a transpose around each one
+            model.to(memory_format=torch.channels_last)
+        blocks = [*model.enc.values(), *model.dec.values()]
+        self.blocks: dict[str, nn.Module] = dict(zip(model.block_names(), blocks, strict=True))
+        self.all_taps = tuple(self.blocks)
+        # Every module but the blocks themselves: a hook on any of them needs the eager path.
+        self._others = [m for m in model.modules() if all(m is not b for b in blocks)]
+        self.fn = torch.compile(model.forward, dynamic=False, mode=compile_mode) if compile else model.forward
+        self.compiled, self.graphs, self.graph_max_batch, self.max_graphs = compile, graphs, graph_max_batch, max_graphs
+        self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()   # 'eager', 'direct', 'replay', 'capture': how calls ran
+
+    def __call__(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None
+                 ) -> torch.Tensor:
+        hooked = self._hooked()
+        if hooked is None or torch.is_grad_enabled() or self.model.training:
+            self.counts["eager"] += 1
+            return self.model(x, noise_labels, class_labels)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.graphs and x.is_cuda and x.shape[0] <= self.graph_max_batch:
+            # Graphs keep every block once any is hooked, so a new choice of layers replays the same graph.
+            taps = self.all_taps if hooked else ()
+            with self._lock:
+                g = self._graph(x, noise_labels, class_labels, taps)
+                for static, new in zip(g.inputs, (x, noise_labels, class_labels), strict=True):
+                    if static is not None:
+                        static.copy_(new)
+                g.graph.replay()
+                self.counts["replay"] += 1
+                out, kept = g.out.clone(), {n: g.kept[n].clone() for n in hooked}   # the next replay overwrites g's
+        else:
+            self.counts["direct"] += 1
+            out, kept = self.fn(x, noise_labels, class_labels, taps=tuple(hooked))
+        for name in hooked:
+            block = self.blocks[name]
+            for hook in list(block._forward_hooks.values()):
+                if hook(block, (), kept[name]) is not None:
+                    raise RuntimeError(f"a forward hook on {name} returned a new output; hooks that replace "
+                                       "outputs need the eager path (compile 'off')")
+        return out
+
+    def _hooked(self) -> list[str] | None:
+        """Names of the blocks with forward hooks, or None when some hook needs the eager path."""
+        if any(map(_hooks, self._others)):
+            return None
+        if torch.nn.modules.module._global_forward_hooks or torch.nn.modules.module._global_forward_pre_hooks:
+            return None
+        hooked = []
+        for name, block in self.blocks.items():
+            if block._forward_pre_hooks or block._forward_hooks_with_kwargs:
+                return None
+            if block._forward_hooks:
+                hooked.append(name)
+        return hooked
+
+    def _graph(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None,
+               taps: tuple[str, ...]) -> _Graph:
+        key = (x.device, x.dtype, tuple(x.shape), tuple(noise_labels.shape),
+               None if class_labels is None else (class_labels.dtype, tuple(class_labels.shape)), bool(taps))
+        if key in self._graphs:
+            self._graphs.move_to_end(key)
+            return self._graphs[key]
+        static = (x.clone(), noise_labels.clone(), None if class_labels is None else class_labels.clone())
+        # Compilation, autotuning and cuDNN's algorithm search happen in these warm-up calls, not in the capture.
+        side = torch.cuda.Stream(device=x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self.fn(*static, taps=taps)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: another thread's model may launch work while this one captures.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            out, kept = self.fn(*static, taps=taps)
+        self.counts["capture"] += 1
+        self._graphs[key] = _Graph(graph, static, out, kept)
+        while len(self._graphs) > self.max_graphs:
+            self._graphs.popitem(last=False)
+        return self._graphs[key]
+
+    def release(self) -> None:
+        """Drops every captured graph and its memory pool."""
+        with self._lock:
+            self._graphs.clear()
+
+
+def accelerate(net: nn.Module, device: torch.device, mode: str = "full", **kw) -> str:
+    """Installs a FastBody on an EDMPrecond for `mode` on `device`; returns the mode in effect.
+
+    CUDA only: on the CPU and on Apple MPS the net stays eager ('off'), since CUDA graphs do not
+    exist there and torch.compile would need a C++ toolchain (CPU) or lacks kernels (MPS).
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+    if mode == "off" or device.type != "cuda":
+        net.body = None
+        return "off"
+    net.body = FastBody(net.model, compile=mode == "full", graphs=True, **kw)
+    return mode
