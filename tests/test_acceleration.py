@@ -163,3 +163,11 @@ def test_graphs_are_bounded_and_large_batches_run_direct():
     assert len(body._graphs) == 2 and body.counts["capture"] == 4 and body.counts["direct"] == 1
     body.release()
     assert not body._graphs
+
+
+def test_command_line_choices_match_the_model_code():
+    from visualizer import cli_args
+    from visualizer.models.acceleration import COMPILE_MODES
+    from visualizer.models.networks import PRECISIONS
+
+    assert cli_args.COMPILE_MODES == COMPILE_MODES and tuple(PRECISIONS) == cli_args.PRECISIONS

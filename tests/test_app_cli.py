@@ -115,8 +115,21 @@ def test_no_arguments_means_the_demo(monkeypatch):
     cli.configure(parser)
     cfg = cli.config_from_args(parser.parse_args(["--device", "cpu", "--num-steps", "7"]))
     assert calls == [1] and cfg.title == "demo" and cfg.device == "cpu" and cfg.num_steps == 7
+    assert cfg.compile == "off"
     cfg = cli.config_from_args(parser.parse_args(["--adapter", "dmd2-imagenet-64", "--checkpoint_path", "x.bin"]))
     assert calls == [1] and [(m.key, m.adapter) for m in cfg.models] == [("student", "dmd2-imagenet-64")]
+    assert cli.config_from_args(parser.parse_args(["--compile"])).compile == "full"
+    assert cli.config_from_args(parser.parse_args(["--compile", "graphs", "--precision", "bf16"])).compile == "graphs"
+
+
+def test_compile_on_the_cpu_falls_back_to_eager_with_a_warning():
+    import dataclasses
+
+    from visualizer.app.config import demo_config, load
+
+    with pytest.warns(UserWarning, match="compile 'graphs' needs CUDA"):
+        state = load(dataclasses.replace(demo_config(), device="cpu", compile="graphs"))
+    assert [s.adapter.compile for s in state.slots] == ["off", "off"]
 
 
 def test_demo_opens_the_shipped_pair():

@@ -6,6 +6,7 @@ The run here is also the reference that test_embed_resume and test_embed_distrib
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 
 from visualizer.checkpoints.edm_pickle_writer import write_edm_pickle
 from visualizer.cli import main
+from visualizer.embeddings.cli import config_from_args, configure
 from visualizer.embeddings.pooling import resolve_pool
 from visualizer.embeddings.reduce import project_new
 from visualizer.embeddings.schema import COLUMNS, load_embeddings
@@ -173,6 +175,17 @@ def test_bad_seed_ranges(ckpts, tmp_path, capsys, seeds, message):
     assert main(embed_args(ckpts, tmp_path / "run", **{"--seeds": seeds})) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --seeds") and message in err and err.count("\n") == 1
+
+
+def test_compile_switch_reaches_the_run_and_its_sidecar(ckpts, tmp_path):
+    args = embed_args(ckpts, tmp_path / "run", **{"--seeds": "0-1", "--num-steps": "2", "--steps": "first"})
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    assert config_from_args(parser.parse_args([*args[1:], "--compile"])).compile == "full"
+    with pytest.warns(UserWarning, match="compile 'graphs' needs CUDA"):
+        assert main([*args, "--compile", "graphs", "--precision", "bf16"]) == 0
+    run = load_embeddings(tmp_path / "run" / "embeddings.csv").sidecar["run"]
+    assert run["compile"] == "graphs" and run["precision"] == "bf16"
 
 
 def test_input_parsing():

@@ -19,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from visualizer.cli_args import add_speed_arguments
 from visualizer.errors import UserError
 
 
@@ -38,8 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num-steps", type=int, metavar="N", help="number of sampler steps")
     g = parser.add_argument_group("server")
     g.add_argument("--device", metavar="DEVICE", help="cuda, cuda:1, cpu, mps (default: the best available)")
-    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
-                   help="U-Net compute precision on CUDA (default: each checkpoint's own; CPU/MPS stay fp32)")
+    add_speed_arguments(g)
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     g.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     g.add_argument("--debug", action="store_true", help="Dash debug mode (dev tools, error pop-ups)")
@@ -53,6 +53,7 @@ def config_from_args(args: argparse.Namespace):
     if not any(v is not None for v in chooses):
         demo = demo_config()
         return AppConfig(**{**demo.__dict__, "device": args.device or demo.device, "precision": args.precision,
+                            "compile": args.compile,
                             "preset": args.preset or demo.preset, "num_steps": args.num_steps or demo.num_steps})
     if (args.adapter is None) != (args.checkpoint_path is None):
         raise UserError("--adapter and --checkpoint_path go together (one model: its adapter name and its file)")
@@ -63,7 +64,7 @@ def config_from_args(args: argparse.Namespace):
         models.append(ModelSource(_key_for(args.adapter, args.embeddings), args.checkpoint_path, args.adapter))
     models += [ModelSource(key, path) for key, path in (("teacher", args.teacher), ("student", args.student)) if path]
     return AppConfig(embeddings=args.embeddings, models=tuple(models), device=args.device, preset=args.preset,
-                     num_steps=args.num_steps, precision=args.precision)
+                     num_steps=args.num_steps, precision=args.precision, compile=args.compile)
 
 
 def _key_for(adapter: str, embeddings: Path | None) -> str:

@@ -28,6 +28,7 @@ class AppConfig:
     models: tuple[ModelSource, ...] = ()
     device: str | None = None
     precision: str | None = None         # U-Net precision on CUDA; default: each checkpoint's own
+    compile: str = "off"                 # fast path on CUDA: off, graphs, full (models.acceleration)
     preset: str | None = None            # teacher sampler preset; default: the embeddings' run, else the adapter's
     num_steps: int | None = None         # teacher sampler steps; same defaults
     title: str = "Teacher vs student, layer by layer"
@@ -121,7 +122,8 @@ def load(config: AppConfig) -> AppState:
         name = src.adapter or detect_adapter(path)
         cls = get_adapter(name)
         try:
-            adapter = cls.from_checkpoint(path, device=device, precision=config.precision)
+            adapter = cls.from_checkpoint(path, device=device, precision=config.precision,
+                                         compile=config.compile)
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - any failure to read a user's file is that file's problem

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from visualizer.cli_args import add_speed_arguments
 from visualizer.embeddings.spec import (
     DEFAULT_LAYERS,
     MAX_FEATURES,
@@ -59,8 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", metavar="NAME", help="teacher sampler preset: fid (default), deterministic or demo")
     g.add_argument("--num-steps", type=int, metavar="N", help="teacher sampler steps (default: the preset's)")
     g.add_argument("--batch-size", type=int, default=64, metavar="B", help="seeds per batch and shard (default 64)")
-    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
-                   help="U-Net compute precision on CUDA (default: each checkpoint's own; CPU/MPS stay fp32)")
+    add_speed_arguments(g)
     g.add_argument("--device", metavar="DEVICE", help="cuda, cpu, mps (default: the best available); under "
                    "torchrun each rank takes cuda:LOCAL_RANK")
     g = parser.add_argument_group("reduction")
@@ -93,8 +93,8 @@ def config_from_args(args: argparse.Namespace):
         seeds=seeds_from_args(args.seeds, args.num_samples, args.seed_start),
         out=args.out, classes=parse_classes(args.classes), layers=parse_names(args.layers, "--layers"),
         steps=parse_steps(args.steps), preset=args.preset, num_steps=args.num_steps, batch_size=args.batch_size,
-        device=args.device, precision=args.precision, pool=parse_pool(args.pool), pca_dims=args.pca_dims,
-        pca_fit_rows=args.pca_fit_rows,
+        device=args.device, precision=args.precision, compile=args.compile, pool=parse_pool(args.pool),
+        pca_dims=args.pca_dims, pca_fit_rows=args.pca_fit_rows,
         n_neighbors=args.n_neighbors, min_dist=args.min_dist, random_state=args.random_state,
         progress=not args.no_progress,
     )

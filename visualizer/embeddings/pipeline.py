@@ -63,6 +63,7 @@ class EmbedConfig:
     batch_size: int = 64
     device: str | None = None
     precision: str | None = None       # None: each checkpoint's own (fp16 for the official EDM pickle)
+    compile: str = "off"               # fast path on CUDA (off, graphs, full); a speed switch, not in the fingerprint
     pool: str = "auto"
     pca_dims: int = 50
     pca_fit_rows: int = 20000
@@ -364,7 +365,8 @@ def sidecar(plan: Plan, reduction: dict, world: int) -> dict:
                         "row_column": "row", "layers": plan.layers},
         "thumbnails": "thumbs/{model}/{seed}.png",
         "reduction": {"pool": cfg.pool, **reduction},
-        "run": {"batch_size": cfg.batch_size, "device": plan.device.type, "world_size": world},
+        "run": {"batch_size": cfg.batch_size, "device": plan.device.type, "world_size": world,
+                "precision": cfg.precision, "compile": cfg.compile},
         "versions": provenance.versions(),
         "created": provenance.now(),
     }
@@ -382,7 +384,8 @@ def run_embed(cfg: EmbedConfig) -> Summary | None:
         for src in tqdm(sources, desc="load models", unit="model", leave=False,
                         disable=not (cfg.progress and ranks.is_main)):
             adapters[src.key] = get_adapter(src.adapter).from_checkpoint(src.checkpoint, device=device,
-                                                                           precision=cfg.precision)
+                                                                           precision=cfg.precision,
+                                                                           compile=cfg.compile)
         plan = make_plan(cfg, sources, adapters, device)
         folder = RunFolder(Path(cfg.out))
         resumed = ranks.on_main(lambda: prepare_folder(plan, folder))
