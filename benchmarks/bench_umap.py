@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--features", type=int, default=3072)
     parser.add_argument("--pca-dims", type=int, default=50)
+    parser.add_argument("--backend", default="auto", choices=["auto", "umap-learn", "cuml"],
+                        help="auto: RAPIDS cuML when installed with a GPU, else umap-learn")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_umap.json"))
     args = parser.parse_args(argv)
 
@@ -60,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         feats = project_groups(layer, groups)
         times["PCA projection of every row"] = time.perf_counter() - t
         t = time.perf_counter()
-        run_umap(feats, 15, 0.1, 0)
-        times["UMAP fit (n_neighbors 15, incl. numba compile)"] = time.perf_counter() - t
+        backend = run_umap(feats, 15, 0.1, 0, args.backend)[2]
+        times[f"UMAP fit, {backend} (n_neighbors 15, incl. numba compile)"] = time.perf_counter() - t
     peak = _rss_peak_gib()
     print(f"{args.rows:,} rows x {args.features} features (float16 memmap), PCA to {args.pca_dims}, "
           f"{os.cpu_count()} cpus")
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak resident memory {peak:.2f} GiB (before the reduction: {base:.2f} GiB)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": args.rows, "features": args.features, "seconds": times,
-                                    "peak_rss_gib": peak, "rss_before_gib": base,
+                                    "peak_rss_gib": peak, "backend": backend, "rss_before_gib": base,
                                     "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2))
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from visualizer.checkpoints.edm_pickle_writer import write_edm_pickle
 from visualizer.cli import main
 from visualizer.embeddings.cli import config_from_args, configure
 from visualizer.embeddings.pooling import resolve_pool
-from visualizer.embeddings.reduce import project_new
+from visualizer.embeddings.reduce import project_new, umap_backend
 from visualizer.embeddings.schema import COLUMNS, load_embeddings
 from visualizer.embeddings.spec import parse_classes, parse_model, parse_pool, parse_seeds, parse_steps, resolve_steps
 from visualizer.errors import UserError
@@ -111,6 +112,7 @@ def test_end_to_end(reference, ckpts):
     assert side["layers"] == list(LAYERS) and side["steps"]["by_model"] == {"teacher": [0, 2], "student": [0]}
     assert {"torch", "numpy", "umap-learn", "scikit-learn"} <= set(side["versions"]) and side["created"]
     assert side["reduction"]["pca"]["components"] == {layer: 50 for layer in LAYERS}
+    assert side["reduction"]["umap"]["backend"] == umap_backend("auto")
     assert not [p for p in reference.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -186,6 +188,15 @@ def test_compile_switch_reaches_the_run_and_its_sidecar(ckpts, tmp_path):
         assert main([*args, "--compile", "graphs", "--precision", "bf16"]) == 0
     run = load_embeddings(tmp_path / "run" / "embeddings.csv").sidecar["run"]
     assert run["compile"] == "graphs" and run["precision"] == "bf16"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cuml") is not None, reason="RAPIDS cuML is installed here")
+def test_umap_backend_choice_without_cuml():
+    assert umap_backend("auto") == umap_backend("umap-learn") == "umap-learn"
+    with pytest.raises(UserError, match="'cuml' needs RAPIDS cuML installed and a visible GPU"):
+        umap_backend("cuml")
+    with pytest.raises(UserError, match="unknown UMAP backend 'gpu'"):
+        umap_backend("gpu")
 
 
 def test_input_parsing():

@@ -68,6 +68,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--pca-fit-rows", type=int, default=20000, metavar="N",
                    help="rows of the random subsample the PCA is fitted on (default 20000)")
     g.add_argument("--n-neighbors", type=int, default=15, metavar="N", help="UMAP n_neighbors (default 15)")
+    g.add_argument("--umap-backend", default="auto", choices=["auto", "umap-learn", "cuml"],
+                   help="auto (default): RAPIDS cuML on the GPU when installed, else umap-learn on the CPU")
     g.add_argument("--min-dist", type=float, default=0.1, metavar="D", help="UMAP min_dist (default 0.1)")
     g.add_argument("--random-state", type=int, default=0, metavar="S",
                    help="seed of the PCA subsample, the randomized SVD and UMAP (default 0)")
@@ -95,7 +97,8 @@ def config_from_args(args: argparse.Namespace):
         steps=parse_steps(args.steps), preset=args.preset, num_steps=args.num_steps, batch_size=args.batch_size,
         device=args.device, precision=args.precision, compile=args.compile, pool=parse_pool(args.pool),
         pca_dims=args.pca_dims, pca_fit_rows=args.pca_fit_rows,
-        n_neighbors=args.n_neighbors, min_dist=args.min_dist, random_state=args.random_state,
+        n_neighbors=args.n_neighbors, min_dist=args.min_dist, umap_backend=args.umap_backend,
+        random_state=args.random_state,
         progress=not args.no_progress,
     )
 

@@ -69,6 +69,7 @@ class EmbedConfig:
     pca_fit_rows: int = 20000
     n_neighbors: int = 15
     min_dist: float = 0.1
+    umap_backend: str = "auto"         # umap-learn, or RAPIDS cuML on the GPU when installed (reduce.umap_backend)
     random_state: int = 0
     progress: bool = True
 
@@ -335,7 +336,8 @@ def reduce_frame(plan: Plan, folder: RunFolder, frame: pd.DataFrame) -> tuple[np
         bases.append(basis)
         del stores
     features = np.concatenate(blocks, axis=1)
-    xy, used_neighbors = run_umap(features, cfg.n_neighbors, cfg.min_dist, cfg.random_state)
+    xy, used_neighbors, backend = run_umap(features, cfg.n_neighbors, cfg.min_dist, cfg.random_state,
+                                           cfg.umap_backend)
     fit_rows = min(len(frame), cfg.pca_fit_rows)
     pca = {"method": "sklearn PCA(svd_solver='randomized') fitted on a random subsample of rows, all rows "
                      "projected in chunks", "dims": cfg.pca_dims, "fit_rows": fit_rows,
@@ -346,7 +348,7 @@ def reduce_frame(plan: Plan, folder: RunFolder, frame: pd.DataFrame) -> tuple[np
     save_basis(bases, plan.layers, folder.pca_dir, {"random_state": cfg.random_state, "fit_rows": fit_rows})
     np.save(folder.pca_dir / "features.npy", features, allow_pickle=False)
     umap_settings = {"n_neighbors": used_neighbors, "min_dist": cfg.min_dist, "random_state": cfg.random_state,
-                     "metric": "euclidean", "input": "concatenated PCA features"}
+                     "metric": "euclidean", "input": "concatenated PCA features", "backend": backend}
     return xy, {"pca": pca, "umap": umap_settings}
 
 
