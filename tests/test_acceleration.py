@@ -171,3 +171,21 @@ def test_command_line_choices_match_the_model_code():
     from visualizer.models.networks import PRECISIONS
 
     assert cli_args.COMPILE_MODES == COMPILE_MODES and tuple(PRECISIONS) == cli_args.PRECISIONS
+
+
+def test_warm_up_is_a_no_op_when_eager():
+    assert EDMAdapter(tiny_net(), device="cpu").warm_up() == 0.0
+    net = tiny_net()
+    net.body = FastBody(net.model, graphs=False)
+    net.body.warm_up(2)
+    assert net.body.counts == {}
+
+
+@cuda
+def test_warm_up_captures_the_graph_a_click_replays():
+    adapter = EDMAdapter(tiny_net(), device="cuda", precision="bf16", compile="graphs")
+    assert adapter.warm_up() > 0 and adapter.net.body.counts["capture"] == 1
+    x, _, _ = inputs("cuda", batch=1)
+    with capture(adapter.net, LAYERS, reduce="l2"):
+        adapter.forward(x, 3.0, [4])
+    assert adapter.net.body.counts["capture"] == 1 and adapter.net.body.counts["replay"] == 1

@@ -8,6 +8,7 @@ and registering under the `visualizer.adapters` entry-point group.
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -87,6 +88,14 @@ class DiffusionAdapter(ABC):
     @abstractmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None, **kw) -> DiffusionAdapter:
         """Loads the adapter's official checkpoint format(s); errors name the file and the problem."""
+
+    def warm_up(self) -> float:
+        """Compiles and captures the batch-1 graph a click replays (seconds taken; 0 when eager)."""
+        if self.net.body is None:
+            return 0.0
+        start = time.perf_counter()
+        self.net.body.warm_up(1, self.net.compute_dtype(self.device))
+        return time.perf_counter() - start
 
     # -- description ----------------------------------------------------------------------------
     @property

@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     state = load(config)
+    for slot in state.slots:
+        if slot.adapter.compile != "off":
+            print(f"visualizer: compiling {slot.key} for {slot.adapter.device} (--compile {slot.adapter.compile}; "
+                  "the first time takes about a minute) ...", flush=True)
+            print(f"visualizer: {slot.key} ready in {slot.adapter.warm_up():.1f} s", flush=True)
     app = create_app(state)
     points = 0 if state.embeddings is None else len(state.embeddings.frame)
     print(f"visualizer: {points:,} points, {len(state.slots)} model(s); open http://{args.host}:{args.port}/",

@@ -137,6 +137,27 @@ class FastBody:
             self._graphs.popitem(last=False)
         return self._graphs[key]
 
+    def warm_up(self, batch: int = 1, dtype: torch.dtype = torch.float32, hooked: bool = True) -> None:
+        """Compiles and captures the graph of `batch`-sized calls now, so the first real call does not wait.
+
+        `dtype` is the body's input dtype (the net's compute dtype); `hooked` warms the graph that
+        keeps every block (what calls with capture hooks replay), else the plain one.
+        """
+        ref = next(self.model.parameters())
+        res, label_dim = self.model.img_resolution, self.model.label_dim
+        x = torch.zeros(batch, self.model.enc[next(iter(self.model.enc))].in_channels, res, res,
+                        dtype=dtype, device=ref.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        noise = torch.zeros(batch, device=ref.device)
+        labels = torch.zeros(batch, label_dim, device=ref.device) if label_dim else None
+        if self.graphs and x.is_cuda and batch <= self.graph_max_batch:
+            with self._lock, torch.no_grad():
+                self._graph(x, noise, labels, self.all_taps if hooked else ())
+        else:
+            with torch.no_grad():
+                self.fn(x, noise, labels, taps=self.all_taps if hooked else ())
+
     def release(self) -> None:
         """Drops every captured graph and its memory pool."""
         with self._lock:
