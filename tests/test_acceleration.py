@@ -189,3 +189,21 @@ def test_warm_up_captures_the_graph_a_click_replays():
     with capture(adapter.net, LAYERS, reduce="l2"):
         adapter.forward(x, 3.0, [4])
     assert adapter.net.body.counts["capture"] == 1 and adapter.net.body.counts["replay"] == 1
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["graphs", "full"])
+def test_teacher_click_through_the_fast_path_matches_eager_on_cuda(mode):
+    from visualizer.app.regenerate import Inspector, ModelSlot, Request
+
+    ref, fast = _pair(mode, "fp32")
+    req = Request.make(5, 3, LAYERS)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        a = Inspector([ModelSlot("t", ref, {"preset": "fid", "num_steps": 4})]).trajectory("t", req)
+        b = Inspector([ModelSlot("t", fast, {"preset": "fid", "num_steps": 4})]).trajectory("t", req)
+    assert [s.sigma for s in b.steps] == [s.sigma for s in a.steps] and len(b.steps) == 4
+    for sa, sb in zip(a.steps, b.steps, strict=True):
+        for name in LAYERS:
+            assert rel(torch.from_numpy(sb.maps[name]).float(), torch.from_numpy(sa.maps[name]).float()) < 1e-3
+    assert abs(b.final.astype(int) - a.final.astype(int)).max() <= 1
+    assert fast.net.body.counts["eager"] == 0 and fast.net.body.counts["replay"] == 7
