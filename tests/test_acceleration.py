@@ -207,3 +207,16 @@ def test_teacher_click_through_the_fast_path_matches_eager_on_cuda(mode):
             assert rel(torch.from_numpy(sb.maps[name]).float(), torch.from_numpy(sa.maps[name]).float()) < 1e-3
     assert abs(b.final.astype(int) - a.final.astype(int)).max() <= 1
     assert fast.net.body.counts["eager"] == 0 and fast.net.body.counts["replay"] == 7
+
+
+def test_copies_and_pickles_of_a_net_run_eagerly():
+    import copy
+    import io
+
+    net = tiny_net()
+    net.body = FastBody(net.model, graphs=False)
+    assert copy.deepcopy(net).body is None
+    buffer = io.BytesIO()
+    torch.save(net, buffer)
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=False).body is None

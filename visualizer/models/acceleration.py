@@ -158,6 +158,13 @@ class FastBody:
             with torch.no_grad():
                 self.fn(x, noise, labels, taps=self.all_taps if hooked else ())
 
+    def __deepcopy__(self, memo: dict) -> None:
+        """A copied net runs eagerly: graphs and compiled code belong to the original's tensors."""
+        return None
+
+    def __reduce__(self):
+        return type(None), ()    # pickling a net (torch.save) stores no fast path either
+
     def release(self) -> None:
         """Drops every captured graph and its memory pool."""
         with self._lock:
