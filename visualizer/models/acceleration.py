@@ -55,7 +55,7 @@ class FastBody:
                  channels_last: bool = False):
         self.model = model
         self.channels_last = channels_last
-        if channels_last:   # cuDNN's fast convolutions are NHWC; NCHW pays a transpose around each one
+        if channels_last:   # NHWC convolutions; for profile_body.py only (no gain measured, see RESULTS.md)
             model.to(memory_format=torch.channels_last)
         blocks = [*model.enc.values(), *model.dec.values()]
         self.blocks: dict[str, nn.Module] = dict(zip(model.block_names(), blocks, strict=True))
@@ -63,7 +63,7 @@ class FastBody:
         # Every module but the blocks themselves: a hook on any of them needs the eager path.
         self._others = [m for m in model.modules() if all(m is not b for b in blocks)]
         self.fn = torch.compile(model.forward, dynamic=False, mode=compile_mode) if compile else model.forward
-        self.compiled, self.graphs, self.graph_max_batch, self.max_graphs = compile, graphs, graph_max_batch, max_graphs
+        self.graphs, self.graph_max_batch, self.max_graphs = graphs, graph_max_batch, max_graphs
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()   # 'eager', 'direct', 'replay', 'capture': how calls ran
