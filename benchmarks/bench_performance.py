@@ -36,6 +36,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_extract import LAYER as BOTTLENECK  # noqa: E402
+from bench_extract import _sync as sync  # noqa: E402
+from bench_extract import time_batch  # noqa: E402
+
 from visualizer.activations.capture import capture  # noqa: E402
 from visualizer.adapters.dmd2 import DMD2Adapter  # noqa: E402
 from visualizer.adapters.edm import EDMAdapter  # noqa: E402
@@ -45,13 +49,6 @@ from visualizer.embeddings.pooling import resolve_pool  # noqa: E402
 from visualizer.models import EDMPrecond  # noqa: E402
 from visualizer.models.config import IMAGENET64_KWARGS, TINY_KWARGS  # noqa: E402
 from visualizer.models.device import pick_device  # noqa: E402
-
-BOTTLENECK = "encoder_bottleneck"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn, device: torch.device) -> tuple[float, object]:
@@ -79,8 +76,8 @@ def randomize_zero_init(net: EDMPrecond) -> EDMPrecond:
 
 
 class Bench:
-    def __init__(self, base: EDMPrecond, device: torch.device, tiny: bool):
-        self.base, self.device, self.tiny = base, device, tiny
+    def __init__(self, base: EDMPrecond, device: torch.device):
+        self.base, self.device = base, device
         self.layers = base.model.block_names()
 
     def adapter(self, cls, precision: str, compile: str):
@@ -129,23 +126,14 @@ class Bench:
 
     # -- goal 3 -------------------------------------------------------------------------------------
     def extraction(self, adapter, batch: int, record: bool, repeats: int, **sample_kw) -> dict:
+        """`bench_extract.time_batch` after one timed warm-up batch (2 teacher steps: compiles the same graph)."""
         pools = {BOTTLENECK: resolve_pool("auto", layer_shape(adapter, BOTTLENECK), BOTTLENECK)}
         seeds = list(range(batch))
         labels = [s % adapter.num_classes for s in seeds]
-        warm, _ = timed(lambda: record_batch(adapter, seeds, labels, pools, [0],
-                                             {**sample_kw, **({"num_steps": 2} if sample_kw else {})}, record=record),
-                        self.device)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        times = []
-        for r in range(repeats):
-            t, _ = timed(lambda r=r: record_batch(adapter, [s + (r + 1) * batch for s in seeds], labels, pools, [0],
-                                                  sample_kw, record=record), self.device)
-            times.append(t)
-        s = statistics.median(times)
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None
-        return {"batch": batch, "record": record, "seconds_per_batch": s, "images_per_s": batch / s,
-                "seconds_per_image": s / batch, "first_batch_s": warm, "peak_gib": peak}
+        warm_kw = {**sample_kw, "num_steps": 2} if sample_kw else {}
+        first, _ = timed(lambda: record_batch(adapter, seeds, labels, pools, [0], warm_kw, record=record),
+                         self.device)
+        return {**time_batch(adapter, batch, pools, record, repeats, warmup=0, **sample_kw), "first_batch_s": first}
 
     # -- fidelity -----------------------------------------------------------------------------------
     def fidelity(self, fast, reference) -> dict:
@@ -187,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     base = randomize_zero_init(EDMPrecond(**(TINY_KWARGS if args.tiny else dict(IMAGENET64_KWARGS, dropout=0.0))))
-    bench = Bench(base, device, args.tiny)
+    bench = Bench(base, device)
     scale = (2 * 256 - 1) / (2 * base_steps - 1)
     fast_name = f"{args.compile} {args.precision}"
     results: dict = {"fast": {"compile": args.compile, "precision": args.precision}, "cases": []}

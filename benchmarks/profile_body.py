@@ -37,10 +37,8 @@ from visualizer.models.networks import PRECISIONS  # noqa: E402
 
 
 def build(base: EDMPrecond, mode: str, precision: str, device: torch.device) -> EDMPrecond:
-    net = copy.deepcopy(base).eval()
-    net.precision = precision
-    net = net.to(device).requires_grad_(False)
-    net.cast_body_weights(device)
+    """The adapter's own set-up (device, precision, weights cast once), then this script's FastBody."""
+    net = EDMAdapter(copy.deepcopy(base), device=device, precision=precision).net
     install(net, mode)
     return net
 

@@ -199,6 +199,12 @@ def test_umap_backend_choice_without_cuml():
         umap_backend("gpu")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("cuml") is not None, reason="RAPIDS cuML is installed here")
+def test_a_missing_cuml_fails_before_any_sampling(ckpts, tmp_path, capsys):
+    assert main([*embed_args(ckpts, tmp_path / "run"), "--umap-backend", "cuml"]) == 2
+    assert "needs RAPIDS cuML" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 def test_input_parsing():
     assert parse_seeds("0-3,10,12-13") == [0, 1, 2, 3, 10, 12, 13]
     assert parse_model("t=edm-imagenet-64:https://x/y.pkl").checkpoint == "https://x/y.pkl"

@@ -95,7 +95,7 @@ class ModelSlot:
     def identity(self) -> tuple:
         a = self.adapter
         settings = tuple(sorted((k, str(v)) for k, v in self.sample_kwargs.items()))
-        return (a.name, a.checkpoint, str(a.device), a.precision, getattr(a, "compile", "off"), settings)
+        return (a.name, a.checkpoint, str(a.device), a.precision, a.compile, settings)
 
     def to_uint8(self, x: torch.Tensor) -> np.ndarray:
         """Each paper quantises its own way; teachers are EDM-style, generators DMD2-style."""

@@ -27,7 +27,7 @@ from visualizer.embeddings import provenance
 from visualizer.embeddings.distributed import Ranks, init_ranks
 from visualizer.embeddings.extract import batches, layer_shape, record_batch
 from visualizer.embeddings.pooling import pooled_features, resolve_pool
-from visualizer.embeddings.reduce import MIN_ROWS, fit_layer, project_groups, run_umap, save_basis
+from visualizer.embeddings.reduce import MIN_ROWS, fit_layer, project_groups, run_umap, save_basis, umap_backend
 from visualizer.embeddings.schema import COLUMNS, write_embeddings
 from visualizer.embeddings.spec import ClassSpec, ModelSpec, resolve_steps, seed_ranges
 from visualizer.embeddings.store import (
@@ -379,6 +379,7 @@ def sidecar(plan: Plan, reduction: dict, world: int) -> dict:
 def run_embed(cfg: EmbedConfig) -> Summary | None:
     """Runs (or resumes) an embed run; returns the summary on rank 0 and None on the other ranks."""
     start = time.perf_counter()
+    umap_backend(cfg.umap_backend)   # a missing cuML fails now, not after the extraction
     ranks, device = init_ranks(cfg.device)
     try:
         sources = ranks.on_main(lambda: resolve_sources(cfg.models))

@@ -33,9 +33,7 @@ _RESOLUTION = re.compile(r"(\d+)x(\d+)_")
 
 def native_names(net: EDMPrecond) -> dict[str, str]:
     """`enc.<key>` / `dec.<key>` -> module path, encoder then decoder, in the order they run."""
-    table = {f"enc.{key}": f"model.enc.{key}" for key in net.model.enc}
-    table.update({f"dec.{key}": f"model.dec.{key}" for key in net.model.dec})
-    return table
+    return {name: f"model.{name}" for name in net.model.block_names()}
 
 
 def legacy_names(net: EDMPrecond) -> dict[str, str]:
