@@ -10,7 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-from visualizer.checkpoints.loading import detect_format, load_network
+from visualizer.checkpoints.loading import load_network
+from visualizer.checkpoints.opener import open_checkpoint
 from visualizer.checkpoints.safetensors_io import save_network_safetensors
 from visualizer.errors import UserError
 
@@ -31,7 +32,8 @@ def convert(source: str | Path, target: str | Path, *, force: bool = False) -> P
         raise UserError(f"{target}: already exists; pass --force to overwrite it")
     if not target.parent.is_dir():
         raise UserError(f"{target.parent}: no such folder")
-    return save_network_safetensors(load_network(source), target, source_format=detect_format(Path(source)))
+    checkpoint = open_checkpoint(source)
+    return save_network_safetensors(load_network(checkpoint), target, source_format=checkpoint.format)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,6 @@ in $VISUALIZER_CACHE, else $XDG_CACHE_HOME/visualizer, else ~/.cache/visualizer.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import os
 import re
@@ -33,6 +32,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from visualizer.checkpoints.files import file_sha256
 from visualizer.errors import UserError
 
 try:
@@ -104,14 +106,24 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "visualizer"
 
 
-def _is_url(value: str | Path) -> bool:
+def is_url(value: str | Path) -> bool:
+    """An http(s) URL given as a string (a Path never is one)."""
     return isinstance(value, str) and value.lower().startswith(("http://", "https://"))
 
 
+def known_url(url: str) -> KnownCheckpoint | None:
+    """The official checkpoint served at exactly `url`, if any."""
+    return next((c for c in KNOWN_CHECKPOINTS.values() if c.url == url), None)
+
+
 def resolve_checkpoint(path_or_url: str | Path) -> Path:
-    """A local checkpoint path as given, or an http(s) URL downloaded once into cache_dir()."""
-    if _is_url(path_or_url):
-        known = next((c for c in KNOWN_CHECKPOINTS.values() if c.url == path_or_url), None)
+    """A local checkpoint path as given, or an http(s) URL downloaded once into cache_dir().
+
+    A URL of an official file whose sha256 is recorded comes back only once the file matches it
+    (download_url checks), so that sha256 is the file's.
+    """
+    if is_url(path_or_url):
+        known = known_url(path_or_url)
         return download_url(str(path_or_url), sha256=known and known.sha256, expected_size=known and known.size)
     path = Path(path_or_url).expanduser()
     if not path.exists():
@@ -221,7 +233,7 @@ def _verify(url: str, part: Path, sha256: str | None, expected_size: int | None)
         part.unlink()
         raise UserError(f"download of {url} has {size} bytes, expected {expected_size}; removed it, rerun to retry")
     if sha256 is not None:
-        actual = _sha256(part)
+        actual = file_sha256(part)
         if actual != sha256:
             part.unlink()
             raise UserError(f"download of {url} is damaged: sha256 {actual}, expected {sha256}; removed it")
@@ -233,15 +245,7 @@ def _finished(dest: Path, sha256: str | None, expected_size: int | None) -> bool
         return False
     if expected_size is not None and dest.stat().st_size != expected_size:
         return False
-    return sha256 is None or _sha256(dest) == sha256
-
-
-def _sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256 is None or file_sha256(dest) == sha256
 
 
 def _size(path: Path) -> int:
@@ -269,8 +273,6 @@ def _reason(e: BaseException) -> str:
 
 
 def _bar(name: str, total: int | None, initial: int, progress: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
                 disable=not progress, leave=True)
 
@@ -322,6 +324,7 @@ def fetch(name: str, dest: str | Path = "checkpoints", *, progress: bool = True,
         return Path(url_download(c.url, dest / "edm" / c.filename, sha256=c.sha256, expected_size=c.size,
                                  progress=progress))
     if hub_download is None:
+        # Imported only here: it costs a quarter of a second, and only DMD2 downloads from the Hub need it.
         from huggingface_hub import hf_hub_download as hub_download
     try:
         # hf_hub_download resumes and checks the file itself, and mirrors the repo path under local_dir.

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visualizer.checkpoints.loading import atomic_write
+from visualizer.checkpoints.files import atomic_write
 from visualizer.models import EDMPrecond
 
 PERSISTENCE_VERSION = 6

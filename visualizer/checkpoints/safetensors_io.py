@@ -11,8 +11,13 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from visualizer.checkpoints.loading import _first_line, atomic_write, build_network
+from visualizer.checkpoints.build import build_network, dmd2_kwargs, strip_module_prefix
+from visualizer.checkpoints.files import atomic_write
+from visualizer.checkpoints.messages import first_line
+from visualizer.checkpoints.opener import OpenedCheckpoint, weights_path
 from visualizer.errors import CheckpointError
 from visualizer.models import EDMPrecond
 
@@ -23,13 +28,11 @@ SOURCE_KEY = "visualizer_source_format"
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a .safetensors file without reading its tensors."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return dict(f.metadata() or {})
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable .safetensors file: {_first_line(e)}") from e
+        raise CheckpointError(f"{path}: not a readable .safetensors file: {first_line(e)}") from e
 
 
 def network_kwargs(net: EDMPrecond) -> dict:
@@ -54,8 +57,6 @@ def save_network_safetensors(net: EDMPrecond, path: str | Path, *, source_format
     metadata = {"format": FORMAT, KWARGS_KEY: json.dumps(network_kwargs(net))}
     if source_format:
         metadata[SOURCE_KEY] = source_format
-    from safetensors.torch import save_file
-
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
@@ -63,8 +64,6 @@ def save_network_safetensors(net: EDMPrecond, path: str | Path, *, source_format
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """(metadata, tensors) of a .safetensors file; damage raises CheckpointError naming the file."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
@@ -75,17 +74,15 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, torch.
     except MemoryError:
         raise
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable .safetensors file: {_first_line(e)}") from e
+        raise CheckpointError(f"{path}: not a readable .safetensors file: {first_line(e)}") from e
     return metadata, tensors
 
 
-def load_network_safetensors(path: str | Path) -> EDMPrecond:
+def load_network_safetensors(path: str | Path | OpenedCheckpoint) -> EDMPrecond:
     """A network from our .safetensors (settings in the metadata) or from a bare DMD2 state dict."""
-    path = Path(path)
+    path = Path(weights_path(path))
     metadata, tensors = read_safetensors(path)
     if KWARGS_KEY not in metadata:
-        from visualizer.checkpoints.dmd2 import dmd2_kwargs, strip_module_prefix
-
         tensors = strip_module_prefix(tensors, path)
         return build_network(dmd2_kwargs(tensors, path), tensors, path)
     try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from visualizer.checkpoints.dmd2 import generator_file
+from visualizer.checkpoints.opener import open_checkpoint
 
 PACKAGES = ("torch", "numpy", "umap-learn", "scikit-learn", "visualizer")
 
@@ -18,11 +18,7 @@ def weights_file(path: Path) -> Path:
 
 
 def sha256(path: Path, chunk: int = 1 << 24) -> str:
-    digest = hashlib.sha256()
-    with open(weights_file(path), "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return open_checkpoint(path).sha256  # the checkpoints package's one hash of the weights file
 
 
 def versions() -> dict[str, str | None]:
