@@ -1,11 +1,18 @@
-"""Shared fixtures; the helpers themselves live in tests/nets.py."""
+"""Shared fixtures; the helpers themselves live in tests/nets.py (networks) and tests/app_files.py (app files)."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 from nets import tiny_kwargs, tiny_net
+
+# The demo's training code lives in the checkout's tools/, beside the installed package, not in it.
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.append(ROOT)
 
 # The model, checkpoint and pipeline tests need only torch; on a GPU machine without the web stack
 # the app and browser tests are left out (CI installs everything and runs them all).

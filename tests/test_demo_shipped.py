@@ -6,7 +6,7 @@ import torch
 
 from visualizer.adapters import get_adapter
 from visualizer.adapters.demo import DEMO_EMBEDDINGS, DEMO_STUDENT, DEMO_TEACHER, DIGIT_NAMES
-from visualizer.demo.classifier import load_classifier, predict
+from visualizer.digits.classifier import load_classifier, predict
 from visualizer.embeddings.schema import load_embeddings
 
 SEEDS = list(range(1000, 1040))           # not the seeds the training report scored

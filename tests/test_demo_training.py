@@ -1,9 +1,14 @@
-"""The embedded demo's dataset, training scripts and evaluation: tiny CPU runs in the real file formats."""
+"""The embedded demo's dataset, training scripts and evaluation: tiny CPU runs in the real file formats.
+
+The digits and the classifier are run-time code (`visualizer.digits`); the training, distillation and
+evaluation scripts live in the repository's `tools/demo/` (conftest.py puts the checkout on sys.path),
+with their old names in `scripts/` as thin wrappers.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,20 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from visualizer.demo.classifier import CLASSIFIER_FILE, DigitClassifier, frechet_distance, load_classifier, predict
-from visualizer.demo.dataset import DIGITS_FILE, load_digits, load_split, render, split_indices
-from visualizer.demo.training import ARCHITECTURES, build_network, ema_update, karras_sigmas
+from tools.demo import distill_student, evaluate, train_teacher
+from tools.demo.training import ARCHITECTURES, build_network, ema_update, karras_sigmas
+from visualizer.digits.classifier import CLASSIFIER_FILE, DigitClassifier, frechet_distance, load_classifier, predict
+from visualizer.digits.dataset import DIGITS_FILE, load_digits, load_split, render, split_indices
 from visualizer.models.networks import EDMPrecond
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"demo_script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- dataset ------------------------------------------------------------------------------------------
@@ -94,7 +92,7 @@ def test_karras_table_and_ema():
 @pytest.fixture(scope="module")
 def teacher_pickle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("teacher") / "teacher.pkl"
-    log = _script("train_demo_teacher").main(
+    log = train_teacher.main(
         ["--out", str(out), "--arch", "tiny", "--max-iters", "3", "--batch", "8", "--device", "cpu",
          "--minutes", "2", "--log-every", "1", "--warmup-kimg", "0.016"])
     assert log["iterations"] == 3 and log["images_seen"] == 24
@@ -120,7 +118,7 @@ def test_distill_script_writes_a_dmd2_checkpoint(teacher_pickle, tmp_path, extra
     from visualizer.checkpoints.loading import load_network
 
     out = tmp_path / "student"
-    log = _script("distill_demo_student").main(
+    log = distill_student.main(
         ["--teacher", str(teacher_pickle), "--out", str(out), "--batch", "4", "--device", "cpu",
          "--minutes", "2", "--log-every", "1", *extra])
     folders = sorted(out.glob("checkpoint_model_*"))
@@ -158,10 +156,10 @@ def test_shipped_classifier_reads_held_out_digits():
 @pytest.mark.skipif(not CLASSIFIER_FILE.exists(), reason="the shipped digit classifier is not built yet")
 def test_evaluate_script_writes_report_and_grids(teacher_pickle, tmp_path):
     student = tmp_path / "student"
-    _script("distill_demo_student").main(["--teacher", str(teacher_pickle), "--out", str(student), "--batch", "2",
-                                          "--device", "cpu", "--max-iters", "1"])
+    distill_student.main(["--teacher", str(teacher_pickle), "--out", str(student), "--batch", "2",
+                          "--device", "cpu", "--max-iters", "1"])
     out = tmp_path / "eval"
-    report = _script("evaluate_demo").main(
+    report = evaluate.main(
         ["--teacher", str(teacher_pickle), "--student", str(student), "--out", str(out), "--device", "cpu",
          "--classifier", str(CLASSIFIER_FILE), "--seeds-per-class", "1", "--teacher-steps", "2",
          "--real-repeats", "1", "--grid-columns", "1"])
@@ -171,3 +169,19 @@ def test_evaluate_script_writes_report_and_grids(teacher_pickle, tmp_path):
     for kind in ("teacher", "student"):
         assert 0 <= report[kind]["on_class"] <= 1 and report[kind]["images"] == 10
         assert np.isfinite(report[kind]["frechet"])
+
+
+# -- the documented commands ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("wrapper", "tool"), [("scripts/train_demo_teacher.py", "tools/demo/train_teacher.py"),
+                                               ("scripts/distill_demo_student.py", "tools/demo/distill_student.py"),
+                                               ("scripts/evaluate_demo.py", "tools/demo/evaluate.py")])
+def test_scripts_and_tools_run_from_anywhere(wrapper, tool, tmp_path):
+    """`python scripts/<old name>.py` and `python tools/demo/<name>.py` show the same options, from any folder."""
+    helps = []
+    for path in (wrapper, tool):
+        result = subprocess.run([sys.executable, str(ROOT / path), "--help"], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=120)
+        assert result.returncode == 0, result.stderr
+        helps.append(result.stdout.split("\n\n", 1)[1])  # past the usage, which names the file
+    assert "--out" in helps[0] and helps[0] == helps[1]

@@ -1,4 +1,5 @@
-"""Pieces shared by the demo's training scripts: architectures, the EDM loss, the EMA, the sigma table, budgets.
+"""Pieces shared by the demo's training scripts: architectures, the EDM loss, the EMA, the sigma table, budgets,
+and the training of the digit classifier that judges the samples (`visualizer.digits.classifier`).
 
 Written from the EDM and DMD2 papers' recipes (see the project's facts file, section 7); torch only.
 """
@@ -14,7 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from visualizer.demo.dataset import IMG_RESOLUTION, NUM_CLASSES
+from visualizer.digits.classifier import CLASSIFIER_FILE, DigitClassifier
+from visualizer.digits.dataset import IMG_RESOLUTION, NUM_CLASSES, DigitsSplit
 from visualizer.models.networks import EDMPrecond, UNetBlock
 
 _COMMON = dict(img_resolution=IMG_RESOLUTION, img_channels=3, label_dim=NUM_CLASSES, model_type="DhariwalUNet")
@@ -158,3 +160,33 @@ def _plain(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
     return obj
+
+
+# -- the digit classifier ----------------------------------------------------------------------------
+
+def train_classifier(train: DigitsSplit, steps: int = 1500, batch: int = 256, lr: float = 3e-3, seed: int = 0,
+                     device: str | torch.device = "cpu", log_every: int = 250) -> DigitClassifier:
+    """Adam with a cosine decay on freshly rendered batches (random colours and poses every step)."""
+    torch.manual_seed(seed)
+    net = DigitClassifier().to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    g = torch.Generator(device).manual_seed(seed)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        images, labels = train.batch(batch, g)
+        loss = F.cross_entropy(net(images), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            print(f"classifier step {step:5d}  loss {loss.item():.4f}", flush=True)
+    return net.eval()
+
+
+def save_classifier(net: DigitClassifier, path: str | Path = CLASSIFIER_FILE) -> None:
+    """State dict only (torch.save), written to a temporary name and renamed, so no half-written file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp)
+    tmp.replace(path)

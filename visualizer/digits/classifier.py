@@ -2,22 +2,22 @@
 
 Trained on the coloured training digits with random colours and poses, so it reads the shape
 and ignores the colour. Its penultimate layer (96 features after global average pooling) is the
-feature space of the Frechet distance. About 160 k parameters (0.6 MB as float32).
+feature space of the Frechet distance. About 160 k parameters (0.6 MB as float32). The weights ship
+as ``visualizer/assets/digits/digit_classifier.pt`` (a state dict); the training code is in the
+repository's ``tools/demo/training.py`` (``train_classifier``, ``save_classifier``).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from visualizer.demo.dataset import NUM_CLASSES, DigitsSplit
+from visualizer.digits.dataset import ASSETS, NUM_CLASSES
 
-CLASSIFIER_FILE = Path(__file__).with_name("digit_classifier.pt")
+CLASSIFIER_FILE = ASSETS / "digit_classifier.pt"
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -43,34 +43,6 @@ class DigitClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-def train_classifier(train: DigitsSplit, steps: int = 1500, batch: int = 256, lr: float = 3e-3, seed: int = 0,
-                     device: str | torch.device = "cpu", log_every: int = 250) -> DigitClassifier:
-    """Adam with a cosine decay on freshly rendered batches (random colours and poses every step)."""
-    torch.manual_seed(seed)
-    net = DigitClassifier().to(device).train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    g = torch.Generator(device).manual_seed(seed)
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        images, labels = train.batch(batch, g)
-        loss = F.cross_entropy(net(images), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"classifier step {step:5d}  loss {loss.item():.4f}", flush=True)
-    return net.eval()
-
-
-def save_classifier(net: DigitClassifier, path: str | Path = CLASSIFIER_FILE) -> None:
-    """State dict only (torch.save), written to a temporary name and renamed, so no half-written file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp)
-    tmp.replace(path)
 
 
 def load_classifier(path: str | Path = CLASSIFIER_FILE, device: str | torch.device = "cpu") -> DigitClassifier:

@@ -2,8 +2,8 @@
 
 The shapes are scikit-learn's copy of the UCI "Optical Recognition of Handwritten Digits" set
 (Alpaydin & Kaynak 1998, CC BY 4.0): 1797 greyscale 8x8 digits, 10 classes. They are stored in
-``digits.npz`` beside this file (uint8 0..16 plus labels, about 45 KB), so training needs only torch
-and numpy, not scikit-learn.
+``visualizer/assets/digits/digits.npz`` (uint8 0..16 plus labels, about 45 KB), so training needs only
+torch and numpy, not scikit-learn.
 
 Why this colouring: class must be carried by the shape alone, so colour is a nuisance variable that
 is independent of the class. Each rendering draws the digit in a bright, saturated random hue over
@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DIGITS_FILE = Path(__file__).with_name("digits.npz")
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "digits"
+DIGITS_FILE = ASSETS / "digits.npz"
 IMG_RESOLUTION = 32
 NUM_CLASSES = 10
 BOX_PIXELS = 26           # side of the square the 8x8 source is stretched over, before jitter

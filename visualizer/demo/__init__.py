@@ -1,1 +1,0 @@
-"""The embedded demo's small models: coloured-digit data, training helpers, the judging classifier (no app code)."""
