@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from visualizer.app.tiny_demo import write_pair, write_synthetic_embeddings
+from app_files import write_pair, write_synthetic_embeddings
 
 SCRIPT = Path(__file__).resolve().parents[1] / "visualizer" / "visualization_app.py"
 

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from app_files import write_pair
 
 from visualizer.adapters import detect_adapter, get_adapter
 from visualizer.app.jobs import Cancelled
@@ -18,7 +19,6 @@ from visualizer.app.regenerate import (
     parse_reduction,
     reduction_spec,
 )
-from visualizer.app.tiny_demo import write_pair
 from visualizer.errors import UserError
 from visualizer.models.images import edm_to_uint8
 

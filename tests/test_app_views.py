@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from app_files import write_synthetic_embeddings
 
 from visualizer.app import figures
 from visualizer.app.config import AppConfig, AppState
 from visualizer.app.jobs import Cancelled, ThreadedJobManager, current_job
 from visualizer.app.server import create_app, default_layers, resolve_under, thumb_url
-from visualizer.app.tiny_demo import write_synthetic_embeddings
 from visualizer.embeddings.schema import load_embeddings
 
 
@@ -206,8 +206,9 @@ def test_current_job_outside_a_job_never_cancels():
 
 def test_models_come_from_the_sidecar_when_not_given(tmp_path):
     """--embeddings alone: the sidecar's models load, checkpoints relative to the CSV's folder too."""
+    from app_files import write_pair
+
     from visualizer.app.config import load
-    from visualizer.app.tiny_demo import write_pair
 
     pkl, student = write_pair(tmp_path / "emb" / "ckpt")
     models = {"t": {"adapter": "edm-imagenet-64", "checkpoint": "ckpt/teacher.pkl", "role": "teacher"},

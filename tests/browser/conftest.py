@@ -1,8 +1,7 @@
 """Fixtures of the browser tests: tiny real-format checkpoints and a small embeddings table."""
 
 import pytest
-
-from visualizer.app.tiny_demo import write_pair, write_synthetic_embeddings
+from app_files import write_pair, write_synthetic_embeddings
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import os
 import time
 
 import pytest
+from app_files import write_synthetic_embeddings
 from app_helpers import (
     click_point,
     drag_box,
@@ -19,7 +20,6 @@ from app_helpers import (
 from visualizer.app.config import AppConfig, ModelSource, load
 from visualizer.app.regenerate import hooks_left
 from visualizer.app.server import create_app
-from visualizer.app.tiny_demo import write_synthetic_embeddings
 
 pytestmark = pytest.mark.browser
 

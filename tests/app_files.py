@@ -1,4 +1,7 @@
-"""Tiny random teacher/student pairs and synthetic embeddings, for tests and scale checks.
+"""Tiny random teacher/student pairs and synthetic embeddings for the app tests (`from app_files import write_pair`).
+
+A plain module beside conftest.py, like nets.py (tests/ is on sys.path under pytest), so its name
+cannot collide with another conftest's.
 
 Everything is written in the real formats (an EDM pickle for the teacher, a DMD2 checkpoint folder
 for the student, the embeddings CSV + sidecar from the real pipeline) into a temporary folder that
@@ -14,9 +17,6 @@ import torch
 
 from visualizer.models.config import TINY_KWARGS
 from visualizer.models.networks import EDMPrecond
-
-DEMO_SEEDS = 40
-DEMO_STEPS = 24
 
 
 def random_net(seed: int, scale: float = 0.05, base: EDMPrecond | None = None) -> EDMPrecond:
