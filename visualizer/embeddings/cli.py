@@ -9,12 +9,19 @@ Examples:
         --steps first,last --preset deterministic --num-steps 40 --out runs/two-layers
     torchrun --nproc_per_node 8 -m visualizer embed ...   # batches spread over 8 GPUs
 
-Rerunning the same command in the same --out folder resumes an interrupted run.
+Rerunning the same command in the same --out folder resumes an interrupted run. Without --out the
+run goes to data/runs/<checkpoint names>-<8 hex digits of the arguments> under the current folder, so
+the same command finds its folder again (and resumes it) while any other gets its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import re
 from pathlib import Path
 
 from visualizer.cli_args import add_speed_arguments
@@ -28,6 +35,10 @@ from visualizer.embeddings.spec import (
     parse_steps,
     seeds_from_args,
 )
+
+RUNS_DIR = Path("data", "runs")   # relative to the current folder, like `download`'s checkpoints/
+# Where the run goes and how fast it runs do not change what it holds, so they do not change its default name.
+_NOT_IN_NAME = ("out", "progress", "compile", "umap_backend")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +85,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--random-state", type=int, default=0, metavar="S",
                    help="seed of the PCA subsample, the randomized SVD and UMAP (default 0)")
     g = parser.add_argument_group("output")
-    g.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder (created; reused to resume)")
+    g.add_argument("--out", type=Path, metavar="DIR",
+                   help=f"run folder (created; reused to resume). Default: {RUNS_DIR}/<checkpoint names>-<hash of "
+                        "the arguments>, printed at the start")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -90,10 +103,10 @@ def config_from_args(args: argparse.Namespace):
         raise UserError(f"--n-neighbors must be >= 2, got {args.n_neighbors}")
     if not 0 <= args.min_dist <= 1:
         raise UserError(f"--min-dist must lie in [0, 1], got {args.min_dist}")
-    return EmbedConfig(
+    cfg = EmbedConfig(
         models=model_specs(args.model, args.teacher, args.student),
         seeds=seeds_from_args(args.seeds, args.num_samples, args.seed_start),
-        out=args.out, classes=parse_classes(args.classes), layers=parse_names(args.layers, "--layers"),
+        out=args.out or RUNS_DIR, classes=parse_classes(args.classes), layers=parse_names(args.layers, "--layers"),
         steps=parse_steps(args.steps), preset=args.preset, num_steps=args.num_steps, batch_size=args.batch_size,
         device=args.device, precision=args.precision, compile=args.compile, pool=parse_pool(args.pool),
         pca_dims=args.pca_dims, pca_fit_rows=args.pca_fit_rows,
@@ -101,12 +114,41 @@ def config_from_args(args: argparse.Namespace):
         random_state=args.random_state,
         progress=not args.no_progress,
     )
+    return cfg if args.out is not None else dataclasses.replace(cfg, out=default_out(cfg))
+
+
+def default_out(cfg) -> Path:
+    """data/runs/<checkpoint names>-<digest>: the digest covers every argument that shapes the results.
+
+    Deterministic (no clock), so a rerun of the same command resumes its run and every torchrun rank
+    agrees on the folder; checkpoint paths count as absolute paths (`./edm.pkl` and `edm.pkl` agree).
+    """
+    chosen = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in _NOT_IN_NAME}
+    chosen["models"] = [[m.key, m.adapter, _absolute(m.checkpoint)] for m in cfg.models]
+    digest = hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    names = [_short_name(m.checkpoint) for m in cfg.models]
+    label = "_vs_".join(names[:3]) + (f"_and_{len(names) - 3}_more" if len(names) > 3 else "")
+    return RUNS_DIR / f"{label}-{digest}"
+
+
+def _absolute(checkpoint: str) -> str:
+    return checkpoint if "://" in checkpoint else os.path.abspath(checkpoint)
+
+
+def _short_name(checkpoint: str) -> str:
+    """The file's stem (`edm-imagenet-64x64-cond-adm`), or its folder's name for DMD2's pytorch_model.bin."""
+    path = Path(checkpoint.split("?")[0].rstrip("/"))
+    name = path.parent.name if path.stem in ("pytorch_model", "model") and path.parent.name else path.stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:40] or "model"
 
 
 def run(args: argparse.Namespace) -> int:
     from visualizer.embeddings.pipeline import run_embed
 
-    summary = run_embed(config_from_args(args))
+    cfg = config_from_args(args)
+    if args.out is None and os.environ.get("RANK", "0") == "0":
+        print(f"embed: no --out given; writing to {cfg.out} (the same command resumes it there)", flush=True)
+    summary = run_embed(cfg)
     if summary is not None:
         print(summary.table())
     return 0
