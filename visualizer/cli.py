@@ -1,7 +1,9 @@
-"""`python -m visualizer <command>`: each command lives in the module that does the work.
+"""`python -m visualizer <command>` (or the `visualizer` console script): each command lives in the module
+that does the work.
 
 A command module exposes `configure(parser)` and `run(args) -> int`; it is imported only when
-chosen, so `convert` never pays for dash or umap.
+chosen, so `convert` never pays for dash or umap. `app` is the same command line as
+`python visualizer/visualization_app.py` (both use `visualizer.app.cli`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ COMMANDS = {
     "convert": ("visualizer.checkpoints.convert", "convert an official EDM pickle to safetensors, once"),
     "download": ("visualizer.checkpoints.download", "fetch the official EDM and DMD2 ImageNet-64 checkpoints"),
     "embed": ("visualizer.embeddings.cli", "generate samples, record activations, write the UMAP embeddings"),
+    "app": ("visualizer.app.cli", "start the web app (no options: the embedded demo)"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m visualizer", description="Look inside distilled diffusion models: convert, download, embed."
+        prog="python -m visualizer",
+        description="Look inside distilled diffusion models: convert, download, embed, app.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     argv = sys.argv[1:] if argv is None else argv
@@ -36,3 +40,5 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,5 +1,7 @@
 """Start the web app: `python visualizer/visualization_app.py [options]` (no options: the embedded demo).
 
+The same options work as `python -m visualizer app [options]` (or `visualizer app` once installed).
+
 Examples:
 
     python visualizer/visualization_app.py --embeddings runs/bottleneck/embeddings.csv
