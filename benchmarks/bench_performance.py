@@ -9,6 +9,7 @@ pipeline's own code paths:
   with capture, maps still on the GPU) and the app's `Inspector.first_look` wall time;
 - batch extraction: `record_batch` for DMD2 at batch 256 with and without the bottleneck, and the
   EDM FID preset at batch 64 recording the bottleneck at the first step;
+- edited teacher click: the click's trace with a mean-ablation edit beside the same trace unedited;
 - fidelity: relative error of the fast path against eager float32 (TF32 off) at batch 1 and 8.
 
 The eager float32 teacher runs `--baseline-steps` steps and is scaled by NFE to 256 steps (the
@@ -40,7 +41,6 @@ from bench_extract import LAYER as BOTTLENECK  # noqa: E402
 from bench_extract import _sync as sync  # noqa: E402
 from bench_extract import time_batch  # noqa: E402
 
-from visualizer.activations.capture import capture  # noqa: E402
 from visualizer.adapters.dmd2 import DMD2Adapter  # noqa: E402
 from visualizer.adapters.edm import EDMAdapter  # noqa: E402
 from visualizer.app.regenerate import Inspector, ModelSlot, Request  # noqa: E402
@@ -49,6 +49,7 @@ from visualizer.embeddings.pooling import resolve_pool  # noqa: E402
 from visualizer.models import EDMPrecond  # noqa: E402
 from visualizer.models.config import IMAGENET64_KWARGS, TINY_KWARGS  # noqa: E402
 from visualizer.models.device import pick_device  # noqa: E402
+from visualizer.trace import Edit, capture  # noqa: E402
 
 
 def timed(fn, device: torch.device) -> tuple[float, object]:
@@ -96,6 +97,26 @@ class Bench:
         return {"steps": steps, "nfe": 2 * steps - 1, "first_click_s": warm, "seconds": statistics.median(times),
                 "all_s": times}
 
+    def edited_click(self, teacher: EDMAdapter, steps: int, clicks: int) -> dict:
+        """The click's trace (37 l2 maps at every step) with and without an edit: a mean-ablation of half the
+        bottleneck's channels at every evaluation, compiled into the graph on the fast path."""
+        shape = teacher.layer_shapes()[BOTTLENECK][1:]
+        edit = Edit.mean_ablate(BOTTLENECK, torch.zeros(shape), channels=range(shape[0] // 2))
+        settings = teacher.sampler_settings("fid", steps)
+
+        def click(k: int, edits: list) -> None:
+            teacher.trace([k], 7 * k % teacher.num_classes, self.layers, steps="all", reduce="l2",
+                          settings=settings, keep_denoised=True, edits=edits)
+
+        out = {}
+        for name, edits in (("unedited", []), ("edited", [edit])):
+            timed(lambda e=edits: click(10_000, e), self.device)
+            out[f"{name}_s"] = statistics.median(timed(lambda k=k, e=edits: click(k, e), self.device)[0]
+                                                 for k in range(clicks))
+        body = teacher.net.body
+        return {**out, "ratio": out["edited_s"] / out["unedited_s"], "steps": steps,
+                "eager_edit_calls": 0 if body is None else body.counts["eager_edit"]}
+
     # -- goal 2 -------------------------------------------------------------------------------------
     def student_click(self, student: DMD2Adapter, clicks: int) -> dict:
         inspector = Inspector([ModelSlot("student", student, {})])
@@ -107,10 +128,8 @@ class Bench:
             sync(self.device)
             if start is not None:
                 start.record()
-            with torch.no_grad(), capture(student.net, self.layers, reduce="l2", to_cpu=False) as cap:
-                x, sigma, labels, _ = student.first_input([k], k % student.num_classes)
-                image = student.net(x, sigma, labels)
-            maps = [cap.tensor(n, 0) for n in self.layers]
+            trace = student.trace([k], k % student.num_classes, self.layers, reduce="l2", to_cpu=False)
+            image, maps = trace.final, [trace[(n, 0)] for n in self.layers]
             if end is not None:
                 end.record()
             sync(self.device)
@@ -161,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="teacher steps of the eager float32 baseline, scaled by NFE (default 16)")
     p.add_argument("--clicks", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3, help="timed DMD2 batches")
-    p.add_argument("--skip", nargs="*", default=[], choices=["teacher", "student", "dmd2", "edm", "baseline"],
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["teacher", "edited", "student", "dmd2", "edm", "baseline"],
                    help="cases to leave out")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "performance.json")
     args = p.parse_args(argv)
@@ -198,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         if "baseline" not in args.skip:
             r = bench.teacher_click(eager["teacher"], base_steps, 1)
             add("teacher click (256-step fid)", "eager fp32", **{**r, "seconds_256": r["seconds"] * scale})
+    if "edited" not in args.skip:
+        add("teacher click, edited vs not", fast_name, **bench.edited_click(fast["teacher"], steps, args.clicks))
     if "student" not in args.skip:
         add("student click", fast_name, **bench.student_click(fast["student"], args.clicks * 3))
         if "baseline" not in args.skip:

@@ -11,10 +11,10 @@ import pytest
 import torch
 from nets import tiny_net
 
-from visualizer.activations.capture import capture
 from visualizer.adapters.edm import EDMAdapter
 from visualizer.models.acceleration import FastBody, accelerate
 from visualizer.models.seeding import one_hot
+from visualizer.trace.capture import capture
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 LAYERS = ["enc.16x16_conv", "enc.8x8_block0", "dec.8x8_in0", "dec.16x16_block1"]
@@ -31,6 +31,7 @@ def inputs(device="cpu", batch=2):
 
 
 def test_taps_keep_block_outputs_without_running_hooks():
+    """The fast path owns its taps (the U-Net's forward is the plain EDM forward since the trace API)."""
     net = tiny_net()
     x, sigma, labels = inputs()
     noise = (sigma.log() / 4).float()
@@ -38,7 +39,8 @@ def test_taps_keep_block_outputs_without_running_hooks():
     handle = net.model.enc["8x8_block0"].register_forward_hook(lambda m, i, o: seen.append(o))
     try:
         plain = net.model(x, noise, labels)
-        out, kept = net.model(x, noise, labels, taps=("enc.8x8_block0", "dec.16x16_block1"))
+        taps = ("enc.8x8_block0", "dec.16x16_block1")
+        out, kept = FastBody(net.model, graphs=False)._body(x, noise, labels, taps=taps)
     finally:
         handle.remove()
     assert len(seen) == 1 and torch.equal(out, plain)
@@ -220,3 +222,34 @@ def test_copies_and_pickles_of_a_net_run_eagerly():
     torch.save(net, buffer)
     buffer.seek(0)
     assert torch.load(buffer, weights_only=False).body is None
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["graphs", "full"])
+def test_edits_on_the_fast_path_on_cuda(mode):
+    """Edits are inputs of the captured graph: replacing a layer with its own value changes no bit (in 'full'
+    mode, where the edited graph is compiled with other fusions, nothing beyond float32 rounding), an edited
+    run matches the edited eager run within the fast path's bounds, and an edited click replays one graph."""
+    from visualizer.trace import Edit, SigmaRange
+
+    ref, fast = _pair(mode, "fp32")
+    kw = dict(preset="fid", num_steps=4, steps="all")
+    layer = "enc.8x8_block0"
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        plain = fast.trace([5], 3, [layer], **kw)
+        itself = Edit.replace(layer, {s: plain[(layer, s)] for s in plain.steps})
+        same = fast.trace([5], 3, [layer], **kw, edits=[itself])
+        edit = [Edit.zero(layer, channels=range(16), steps=SigmaRange(0, 1.0)), Edit.scale("dec.16x16_block1", 1.5)]
+        eager = ref.trace([5], 3, [layer], **kw, edits=edit)
+        before = dict(fast.net.body.counts)
+        edited = fast.trace([5], 3, [layer], **kw, edits=edit)
+        again = fast.trace([6], 3, [layer], **kw, edits=edit)
+    if mode == "graphs":
+        assert torch.equal(same.final, plain.final)
+    assert rel(same.final, plain.final) < 1e-6, rel(same.final, plain.final)
+    assert rel(edited.final, eager.final) < 1e-5, rel(edited.final, eager.final)
+    assert rel(edited.layer(layer), eager.layer(layer)) < 1e-5, rel(edited.layer(layer), eager.layer(layer))
+    counts = fast.net.body.counts
+    assert counts["eager"] == 0 and counts["eager_edit"] == 0, counts
+    assert counts["capture"] - before.get("capture", 0) <= 2, counts    # at most one graph per set of edited blocks
+    assert counts["replay"] - before["replay"] == 14 and again.final.shape == edited.final.shape, counts

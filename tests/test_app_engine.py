@@ -16,11 +16,10 @@ from visualizer.app.regenerate import (
     ModelSlot,
     Request,
     hooks_left,
-    parse_reduction,
-    reduction_spec,
 )
 from visualizer.errors import UserError
 from visualizer.models.images import edm_to_uint8
+from visualizer.trace.reductions import parse_reduction, reduction_spec
 
 LAYERS = ("encoder_block_0", "encoder_bottleneck", "midblock", "dec.16x16_block1")
 

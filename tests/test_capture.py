@@ -5,10 +5,10 @@ import functools
 import pytest
 import torch
 
-from visualizer.activations.capture import Capture, capture, register_forward_hooks
-from visualizer.activations.reductions import channel_l2, single_channel
 from visualizer.errors import UserError
 from visualizer.models import EDMPrecond
+from visualizer.trace import Capture, capture, register_forward_hooks
+from visualizer.trace.reductions import channel_l2, single_channel
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from visualizer.activations.capture import capture
-from visualizer.activations.compare import compare_all, cosine_similarity, difference_map, linear_cka
 from visualizer.errors import UserError
+from visualizer.metrics.compare import compare_all, cosine_similarity, difference_map, linear_cka
 from visualizer.models import EDMPrecond
+from visualizer.trace.capture import capture
 
 
 def randn(*shape, seed=0):

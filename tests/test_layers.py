@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from visualizer.activations.layers import LEGACY_NAMES, layer_shapes, layer_table, legacy_names, resolve_layers
 from visualizer.errors import UserError
 from visualizer.models import IMAGENET64_KWARGS, EDMPrecond
+from visualizer.models.layer_names import LEGACY_NAMES, layer_shapes, layer_table, legacy_names, resolve_layers
 
 
 def tiny_net() -> EDMPrecond:

@@ -5,7 +5,8 @@ import functools
 import pytest
 import torch
 
-from visualizer.activations.reductions import (
+from visualizer.errors import UserError
+from visualizer.trace.reductions import (
     REDUCTIONS,
     channel_l2,
     mean_abs,
@@ -14,7 +15,6 @@ from visualizer.activations.reductions import (
     single_channel,
     topk_energy,
 )
-from visualizer.errors import UserError
 
 
 def pixel(*channels):

@@ -1,4 +1,5 @@
-"""What the golden file records; written against the pre-trace API (`legacy_runs`)."""
+"""What the golden file records (recorded on main before the trace API; the runner now calls the same public
+functions through their new homes)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import numpy as np
 import torch
 
 
-def legacy_runs(teacher, student, layers) -> dict:
-    from visualizer.activations.capture import capture
+def golden_runs(teacher, student, layers) -> dict:
     from visualizer.app.regenerate import Inspector, ModelSlot, Request
     from visualizer.embeddings.extract import record_batch
+    from visualizer.trace.capture import capture
 
     out = {}
     seeds, classes = [0, 1], [3, 7]
@@ -34,7 +35,8 @@ def legacy_runs(teacher, student, layers) -> dict:
         out[f"embed.teacher.{n}.{s}"] = torch.from_numpy(v.astype(np.float32))
     out["embed.teacher.images"] = torch.from_numpy(rec.images)
     rec = record_batch(student, seeds, None, {"encoder_bottleneck": "mean"}, [0], {})
-    out["embed.student.encoder_bottleneck.0"] = torch.from_numpy(rec.features[("encoder_bottleneck", 0)].astype(np.float32))
+    rows = rec.features[("encoder_bottleneck", 0)]
+    out["embed.student.encoder_bottleneck.0"] = torch.from_numpy(rows.astype(np.float32))
     # The app's engine: first look and the teacher's trajectory.
     ins = Inspector([ModelSlot("teacher", teacher, {"preset": "fid", "num_steps": 4}), ModelSlot("student", student)])
     first, trajs = ins.regenerate(Request.make(5, 2, layers[:3], "l2"))

@@ -1,17 +1,23 @@
-"""What every model adapter offers: load a checkpoint, denoise one step, sample, expose named layers.
+"""What every model adapter offers: load a checkpoint, denoise one step, sample, trace, expose named layers.
 
-An adapter owns one network on one device. Everything the app and the pipeline do with a model
-goes through this interface, so a third-party model plugs in by subclassing `DiffusionAdapter`
-and registering under the `visualizer.adapters` entry-point group.
+An adapter owns one network on one device and its sampler. Everything the app and the pipeline do
+with a model goes through this interface, so a third-party model plugs in by subclassing
+`DiffusionAdapter` and registering under the `visualizer.adapters` entry-point group.
+
+The sampler contract: `presets` (name -> settings), `default_preset`, `sampler_settings(preset,
+num_steps)` (validated, typed), `run_sampler(...)` and `to_uint8(x)` (the model's own pixel
+conversion). `trace()` runs that sampler with layers recorded and edited; `sample()` is a trace
+that records nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -22,13 +28,20 @@ import numpy as np
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from visualizer.errors import UserError
 from visualizer.models.acceleration import COMPILE_MODES, accelerate
 from visualizer.models.device import pick_device
 from visualizer.models.layer_names import layer_shapes, layer_table, resolve_layers
 from visualizer.models.networks import PRECISIONS, EDMPrecond
+from visualizer.models.sampling import SIGMA_MAX, Evaluation, evaluations
 from visualizer.models.seeding import draw_latents_and_classes, make_generators, one_hot
+from visualizer.trace.edits import Edit
+from visualizer.trace.recorder import register_forward_hooks
+from visualizer.trace.run import Reduce, Trace, run_traced
+from visualizer.trace.steps import Steps
 
 HookFn = Callable[[torch.nn.Module, tuple, Any], Any]
+Callback = Callable[[dict], None]
 
 
 @dataclass
@@ -54,7 +67,9 @@ class DiffusionAdapter(ABC):
 
     name: ClassVar[str]
     role: ClassVar[str]             # 'teacher' (multi-step) or 'student' (few-step generator)
-    first_sigma: ClassVar[float] = 80.0
+    first_sigma: ClassVar[float] = SIGMA_MAX
+    presets: ClassVar[Mapping[str, Any]]        # preset name -> sampler settings (a frozen dataclass)
+    default_preset: ClassVar[str]
     default_class_names: ClassVar[tuple[str, ...] | None] = None   # None: ImageNet for 1000 classes, else indices
 
     def __init__(self, net: EDMPrecond, *, device: str | torch.device | None = None,
@@ -161,11 +176,99 @@ class DiffusionAdapter(ABC):
         _, latents, classes = self.draw(seeds, class_label)
         return latents * self.first_sigma, self.first_sigma, self.labels(classes, len(seeds)), classes
 
+    # -- the sampler contract ---------------------------------------------------------------------
+    @property
+    def multi_step(self) -> bool:
+        return self.role == "teacher"
+
+    def sampler_settings(self, preset: str | None = None, num_steps: int | None = None, **overrides) -> Any:
+        """The settings a preset (default: `default_preset`) gives, with `num_steps` and other fields overridden.
+
+        Unknown presets and invalid values are a UserError that lists the valid presets.
+        """
+        preset = preset or self.default_preset
+        if preset not in self.presets:
+            raise UserError(f"unknown preset {preset!r} for {self.name}; choose from {', '.join(self.presets)}")
+        changes = {k: v for k, v in dict(overrides, num_steps=num_steps).items() if v is not None}
+        try:
+            return dataclasses.replace(self.presets[preset], **changes)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"sampler settings for {self.name}: {e}") from None
+
+    def describe_settings(self, settings: Any, preset: str | None = None) -> dict:
+        """The settings as plain data, for run records and sidecars."""
+        return {**dataclasses.asdict(settings), "preset": preset or self.default_preset}
+
+    def evaluations(self, settings: Any) -> list[Evaluation]:
+        """Every network call the sampler makes with `settings`: (step, stage, sigma), in order."""
+        return evaluations(settings)
+
     @abstractmethod
+    def run_sampler(self, latents: torch.Tensor, labels: torch.Tensor | None, generators: Sequence[torch.Generator],
+                    settings: Any, callback: Callback | None = None, progress: bool = False) -> torch.Tensor:
+        """The model's own sampler from per-seed latents; returns the final estimate (float)."""
+
+    @abstractmethod
+    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
+        """[B, C, H, W] in about [-1, 1] to uint8 [B, H, W, C], the way the model's paper quantises."""
+
+    # -- running it ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def trace(self, seeds: Sequence[int], classes: int | Sequence[int] | None = None, layers: Sequence[str] = (),
+              *, steps: Steps = "first", reduce: Reduce = None, edits: Sequence[Edit] = (),
+              preset: str | None = None, num_steps: int | None = None, settings: Any = None,
+              forward_only: bool = False, keep_denoised: bool = False, to_cpu: bool = True,
+              callback: Callback | None = None, progress: bool = False) -> Trace:
+        """Runs the sampler (or only its first network call) for `seeds`, recording and editing layers.
+
+        `steps`: sampler steps to record ('first', 'last', 'all', indices, a `SigmaRange`), at the
+        first evaluation of each. `reduce`: a reduction name ('l2', 'pca_rgb', ...), a function, or
+        {layer: either}; None keeps the full activation. `edits`: `Edit`s applied while it runs.
+        `forward_only`: only the first call, at the shared input z*80 and sigma 80.
+        `keep_denoised`: also keep the denoised estimate at the recorded steps. `callback(info)`
+        runs after every network call (see `models.sampling`); it may raise to abandon the run.
+        """
+        seeds = [int(s) for s in seeds]
+        settings = settings if settings is not None else self.sampler_settings(preset, num_steps)
+        plan = self.evaluations(settings)
+        generators, latents, drawn = self.draw(seeds, classes)
+        labels = self.labels(drawn, len(seeds))
+        edits = [self._resolved(e, settings) for e in edits]
+        if forward_only:
+            plan = plan[:1]
+
+            def run(cb: Callback) -> torch.Tensor:
+                x, sigma = latents * self.first_sigma, torch.tensor(self.first_sigma)
+                d = self.net(x, sigma, labels)
+                cb(dict(step=0, stage=plan[0].stage, sigma=self.first_sigma, sigma_next=self.first_sigma,
+                        x=x, denoised=d, num_steps=1))
+                return d
+        else:
+            def run(cb: Callback) -> torch.Tensor:
+                return self.run_sampler(latents, labels, generators, settings, cb, progress)
+
+        final, parts = run_traced(self.net, plan, run, list(layers), steps=steps, reduce=reduce, edits=edits,
+                                  keep_denoised=keep_denoised, to_cpu=to_cpu, callback=callback)
+        return Trace(seeds=seeds, class_labels=drawn.cpu().numpy(), images=self.to_uint8(final),
+                     final=final.float().cpu() if to_cpu else final.float(), **parts)
+
     def sample(self, num_samples: int = 1, class_label: int | Sequence[int] | None = None,
-               seeds: Sequence[int] | None = None, callback: Callable[[dict], None] | None = None,
-               **settings) -> SampleResult:
+               seeds: Sequence[int] | None = None, callback: Callback | None = None,
+               num_steps: int | None = None, preset: str | None = None, progress: bool = False,
+               **overrides) -> SampleResult:
         """Runs the adapter's own sampler from per-seed noise; seeds default to 0..num_samples-1."""
+        settings = self.sampler_settings(preset, num_steps, **overrides)
+        t = self.trace(self._seeds(num_samples, seeds), class_label, settings=settings, callback=callback,
+                       progress=progress)
+        return SampleResult(images=t.images, class_labels=t.class_labels, seeds=t.seeds, denoised=t.final)
+
+    def _resolved(self, edit: Edit, settings: Any) -> Edit:
+        """A mean-ablation given as seeds becomes one with its per-step mean over those seeds."""
+        if edit.op != "mean" or edit.value is not None:
+            return edit
+        t = self.trace(edit.seeds, None, [edit.layer], steps="all", settings=settings, to_cpu=False)
+        mean = {s: t[(edit.layer, s)].mean(0, keepdim=True) for s in t.steps}
+        return dataclasses.replace(edit, value=mean, seeds=None)
 
     @staticmethod
     def _seeds(num_samples: int, seeds: Sequence[int] | None) -> list[int]:
@@ -176,5 +279,6 @@ class DiffusionAdapter(ABC):
         return resolve_layers(self.net, names)
 
     def register_activation_hooks(self, names: Sequence[str], fn: HookFn) -> list[RemovableHandle]:
-        """PyTorch forward hooks `fn(module, input, output)` on the named layers; remove the handles when done."""
-        return [module.register_forward_hook(fn) for module in self.resolve(names).values()]
+        """The raw primitive: PyTorch forward hooks `fn(module, input, output)` on the named layers; remove
+        the handles when done. Recording and editing go through `trace()`."""
+        return register_forward_hooks(self.net, names, fn)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from visualizer.adapters.base import DiffusionAdapter, SampleResult
+from visualizer.adapters.base import Callback, DiffusionAdapter
 from visualizer.checkpoints.download import resolve_checkpoint
 from visualizer.checkpoints.loading import load_network
 from visualizer.models.images import edm_to_uint8
-from visualizer.models.sampling import PRESETS, edm_sampler
+from visualizer.models.sampling import PRESETS, HeunSettings, edm_sampler
 
 
 class EDMAdapter(DiffusionAdapter):
     name = "edm-imagenet-64"
     role = "teacher"
+    presets = PRESETS
     default_preset = "fid"
 
     @classmethod
@@ -31,21 +32,14 @@ class EDMAdapter(DiffusionAdapter):
         path = resolve_checkpoint(path)
         return cls(load_network(path), device=device, checkpoint=path, **kw)
 
-    def settings(self, preset: str | None = None, **overrides):
-        preset = preset or self.default_preset
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-        return dataclasses.replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    def settings(self, preset: str | None = None, **overrides) -> HeunSettings:
+        """`sampler_settings` under its earlier name."""
+        return self.sampler_settings(preset, **overrides)
 
-    @torch.no_grad()
-    def sample(self, num_samples: int = 1, class_label: int | Sequence[int] | None = None,
-               seeds: Sequence[int] | None = None, callback: Callable[[dict], None] | None = None,
-               num_steps: int | None = None, preset: str | None = None, progress: bool = False,
-               **overrides) -> SampleResult:
-        seeds = self._seeds(num_samples, seeds)
-        generators, latents, classes = self.draw(seeds, class_label)
-        settings = self.settings(preset, num_steps=num_steps, **overrides)
-        x0 = edm_sampler(self.net, latents, self.labels(classes, len(seeds)), generators=generators,
-                         settings=settings, callback=callback, disable_progress=not progress)
-        return SampleResult(images=edm_to_uint8(x0), class_labels=classes.cpu().numpy(), seeds=seeds,
-                            denoised=x0.float().cpu())
+    def run_sampler(self, latents: torch.Tensor, labels: torch.Tensor | None, generators: Sequence[torch.Generator],
+                    settings: HeunSettings, callback: Callback | None = None, progress: bool = False) -> torch.Tensor:
+        return edm_sampler(self.net, latents, labels, generators=generators, settings=settings, callback=callback,
+                           disable_progress=not progress)
+
+    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
+        return edm_to_uint8(x)

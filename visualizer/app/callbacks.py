@@ -21,9 +21,10 @@ from dash.exceptions import PreventUpdate
 from visualizer.app import figures
 from visualizer.app.jobs import current_job
 from visualizer.app.layout import HIDDEN, ID, PROGRESS_VISIBLE
-from visualizer.app.regenerate import PARAMETRIC, Request, reduction_spec
+from visualizer.app.regenerate import Request
 from visualizer.app.server import AppContext, thumb_url
 from visualizer.errors import UserError
+from visualizer.trace.reductions import PARAMETRIC, reduction_spec
 
 PROGRESS_EVERY_S = 0.1
 TOOLTIP_FALLBACK_BBOX = {"x0": 0, "x1": 0, "y0": 0, "y1": 0}

@@ -79,17 +79,16 @@ def models_from_sidecar(embeddings) -> tuple[ModelSource, ...]:
 
 def _sample_kwargs(adapter, key: str, config: AppConfig, sidecar: dict) -> dict:
     """Teacher sampler settings: the command line, else what the embeddings were made with, else the adapter's."""
-    if getattr(adapter, "settings", None) is None or adapter.role != "teacher":
+    if not adapter.multi_step:
         return {}
     recorded = (sidecar.get("sampler") or {}).get(key) or {}
     preset = config.preset or recorded.get("preset")
     num_steps = config.num_steps or recorded.get("num_steps")
     try:
-        settings = adapter.settings(preset, num_steps=num_steps)
-    except (ValueError, TypeError) as e:
+        settings = adapter.sampler_settings(preset, num_steps=num_steps)
+    except UserError as e:
         raise UserError(f"--preset/--num-steps for {key} ({adapter.name}): {e}") from None
-    kwargs = {"preset": preset or getattr(adapter, "default_preset", None), "num_steps": int(settings.num_steps)}
-    return {k: v for k, v in kwargs.items() if v is not None}
+    return {"preset": preset or adapter.default_preset, "num_steps": int(settings.num_steps)}
 
 
 def load(config: AppConfig) -> AppState:

@@ -18,7 +18,6 @@ concurrent identical requests compute once.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections import OrderedDict
@@ -29,36 +28,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from visualizer.activations.capture import capture
-from visualizer.activations.compare import compare_all
-from visualizer.activations.reductions import REDUCTIONS, get_reduction
 from visualizer.adapters.base import DiffusionAdapter
 from visualizer.errors import UserError
-from visualizer.models.images import dmd2_to_uint8, edm_to_uint8
+from visualizer.metrics.compare import compare_all
+from visualizer.trace.reductions import parse_reduction
 
 Progress = Callable[[int, int], None]
 DEFAULT_CACHE_BYTES = 1 << 30
-PARAMETRIC = {"channel": ("index", 0), "topk": ("k", 8)}   # reductions that take one integer
 
 
 # -- requests ---------------------------------------------------------------------------------------
-
-def reduction_spec(name: str, value: int | None = None) -> str:
-    """'l2', 'topk:8', 'channel:5': a reduction and its one integer, as one hashable string."""
-    if name not in REDUCTIONS:
-        raise UserError(f"unknown reduction {name!r}; valid names: {', '.join(REDUCTIONS)}")
-    if name in PARAMETRIC:
-        return f"{name}:{int(PARAMETRIC[name][1] if value is None else value)}"
-    return name
-
-
-def parse_reduction(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    name, _, arg = spec.partition(":")
-    fn = get_reduction(name)
-    if name in PARAMETRIC:
-        return functools.partial(fn, **{PARAMETRIC[name][0]: int(arg or PARAMETRIC[name][1])})
-    return fn
-
 
 @dataclass(frozen=True)
 class Request:
@@ -89,7 +68,7 @@ class ModelSlot:
 
     @property
     def multi_step(self) -> bool:
-        return self.adapter.role == "teacher"
+        return self.adapter.multi_step
 
     @property
     def identity(self) -> tuple:
@@ -97,20 +76,11 @@ class ModelSlot:
         settings = tuple(sorted((k, str(v)) for k, v in self.sample_kwargs.items()))
         return (a.name, a.checkpoint, str(a.device), a.precision, a.compile, settings)
 
-    def to_uint8(self, x: torch.Tensor) -> np.ndarray:
-        """Each paper quantises its own way; teachers are EDM-style, generators DMD2-style."""
-        return self.batch_to_uint8(x[:1])[0]
-
-    def batch_to_uint8(self, x: torch.Tensor) -> np.ndarray:
-        return (edm_to_uint8 if self.multi_step else dmd2_to_uint8)(x)
+    def settings(self):
+        return self.adapter.sampler_settings(self.sample_kwargs.get("preset"), self.sample_kwargs.get("num_steps"))
 
     def num_steps(self) -> int:
-        if not self.multi_step:
-            return int(self.sample_kwargs.get("num_steps", 1))
-        settings = getattr(self.adapter, "settings", None)
-        if settings is None:
-            return int(self.sample_kwargs.get("num_steps", 1))
-        return int(settings(self.sample_kwargs.get("preset"), num_steps=self.sample_kwargs.get("num_steps")).num_steps)
+        return int(self.settings().num_steps)
 
 
 # -- results ----------------------------------------------------------------------------------------
@@ -230,36 +200,6 @@ def _maps(tensors: Mapping[str, torch.Tensor], layers: Sequence[str], reduce_fn)
         return {name: reduce_fn(tensors[name][:1])[0].to(torch.float16).cpu().numpy() for name in layers}
 
 
-def _to_host(slot: ModelSlot, pending: Sequence[tuple], layers: Sequence[str]) -> list[StepView]:
-    """Device-side step records to StepViews: one stacked copy per layer and one for the images."""
-    if not pending:
-        return []
-    with torch.no_grad():
-        images = slot.batch_to_uint8(torch.cat([p[2] for p in pending]))
-        maps = {n: torch.stack([p[3][n] for p in pending]).to(torch.float16).cpu().numpy() for n in layers}
-    return [StepView(step, sigma, images[i], {n: maps[n][i] for n in layers})
-            for i, (step, sigma, _, _) in enumerate(pending)]
-
-
-class _FirstOfStep:
-    """`capture(steps=...)` filter: true for the network evaluation that opens a sampler step.
-
-    Heun's second evaluation of a step (stage 'heun') is skipped, so it costs no reduction and no
-    copy to the CPU. The sampler's callback reports each evaluation right after it runs, so the
-    evaluation after an 'euler' one is its correction unless that was the last step.
-    """
-
-    def __init__(self):
-        self.next_opens_step = True
-
-    def __contains__(self, evaluation: int) -> bool:
-        return self.next_opens_step
-
-    def after(self, info: dict) -> None:
-        stage, step, n = info.get("stage", "euler"), int(info["step"]), int(info.get("num_steps", 0))
-        self.next_opens_step = not (stage == "euler" and step < n - 1)
-
-
 class Inspector:
     """The app's engine: given the loaded models, answers `first_look` and `trajectory` requests, cached."""
 
@@ -342,25 +282,13 @@ class Inspector:
 
     def _first_evaluation(self, slot: ModelSlot, req: Request, names: Sequence[str], reduce_fn):
         """(full activations on the device, the step-0 view, the final image if the model is one-step)."""
-        adapter = slot.adapter
-        seen: dict[str, Any] = {}
-        with slot.lock, capture(adapter.net, names, keep="full", to_cpu=False, steps={0}) as cap:
-            if slot.multi_step:
-                x, sigma, _, classes = adapter.first_input([req.seed], req.class_label)
-                denoised = adapter.forward(x, sigma, classes)
-                seen.update(sigma=float(sigma), denoised=denoised)
-                final = None
-            else:
-                def keep_first(info: dict) -> None:
-                    if "denoised" not in seen:
-                        seen.update(sigma=float(info["sigma"]), denoised=info["denoised"])
-
-                result = adapter.sample(seeds=[req.seed], class_label=req.class_label, callback=keep_first,
-                                        **slot.sample_kwargs)
-                final = result.images[0]
-        tensors = {n: cap.tensor(n, 0) for n in names}
-        view = StepView(0, seen["sigma"], slot.to_uint8(seen["denoised"]), _maps(tensors, req.layers, reduce_fn))
-        return tensors, view, final
+        with slot.lock:
+            trace = slot.adapter.trace([req.seed], req.class_label, names, settings=slot.settings(),
+                                       forward_only=slot.multi_step, keep_denoised=True, to_cpu=False)
+        tensors = {n: trace[(n, 0)] for n in names}
+        image = slot.adapter.to_uint8(trace.denoised[0][:1])[0]
+        view = StepView(0, trace.sigmas[0], image, _maps(tensors, req.layers, reduce_fn))
+        return tensors, view, None if slot.multi_step else trace.images[0]
 
     # -- a multi-step model's whole run ----------------------------------------------------------------
     def trajectory_key(self, model: str, req: Request) -> tuple:
@@ -380,34 +308,30 @@ class Inspector:
     def _trajectory(self, slot: ModelSlot, req: Request, progress: Progress | None,
                     should_stop: Callable[[], None] | None) -> Trajectory:
         start = time.perf_counter()
-        reduce_fn = parse_reduction(req.reduction)
-        # Per step: (step, sigma, denoised, maps), all still on the model's device. Nothing is copied
-        # to the host until the run ends, so the GPU never waits for Python between evaluations.
-        pending: list[tuple[int, float, torch.Tensor, dict[str, torch.Tensor]]] = []
-        total = [slot.num_steps()]
+        steps_done = [0]
 
-        first_of_step = _FirstOfStep()
-        with slot.lock, capture(slot.adapter.net, req.layers, reduce=reduce_fn, keep="reduced", to_cpu=False,
-                                steps=first_of_step) as cap:
-            def on_evaluation(info: dict) -> None:
-                total[0] = int(info.get("num_steps", total[0]))
-                if info.get("stage", "euler") in ("euler", "generator"):
-                    pending.append((int(info["step"]), float(info["sigma"]), info["denoised"][:1],
-                                    {n: cap[n][-1].tensor[0] for n in req.layers}))
-                    if progress is not None:
-                        progress(len(pending), total[0])
-                for n in req.layers:       # keep only what was harvested: memory stays flat over 511 calls
-                    cap[n].clear()
-                first_of_step.after(info)
-                if should_stop is not None:
-                    should_stop()
-
+        def on_evaluation(info: dict) -> None:
+            if info.get("stage", "euler") in ("euler", "generator"):
+                steps_done[0] += 1
+                if progress is not None:
+                    progress(steps_done[0], int(info["num_steps"]))
             if should_stop is not None:
                 should_stop()
-            result = slot.adapter.sample(seeds=[req.seed], class_label=req.class_label, callback=on_evaluation,
-                                         **slot.sample_kwargs)
-        return Trajectory(slot.key, _to_host(slot, pending, req.layers), result.images[0], total[0],
-                          time.perf_counter() - start)
+
+        if should_stop is not None:
+            should_stop()
+        # Maps and estimates stay on the model's device until the run ends, so the GPU never waits for
+        # Python between evaluations.
+        with slot.lock:
+            trace = slot.adapter.trace([req.seed], req.class_label, req.layers, steps="all",
+                                       reduce=parse_reduction(req.reduction), settings=slot.settings(),
+                                       keep_denoised=True, to_cpu=False, callback=on_evaluation)
+        with torch.no_grad():    # converted on the device, then one small copy each (float16 maps, uint8 images)
+            images = slot.adapter.to_uint8(torch.cat([trace.denoised[s][:1] for s in trace.steps]))
+            maps = {n: trace.layer(n)[:, 0].to(torch.float16).cpu().numpy() for n in req.layers}
+        views = [StepView(s, trace.sigmas[s], images[k], {n: maps[n][k] for n in req.layers})
+                 for k, s in enumerate(trace.steps)]
+        return Trajectory(slot.key, views, trace.images[0], trace.num_steps, time.perf_counter() - start)
 
     # -- everything at once (tests, scripts) --------------------------------------------------------
     def regenerate(self, req: Request) -> tuple[FirstLook, dict[str, Trajectory]]:

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 from flask import Flask, abort, request, send_file
 
-from visualizer.activations.reductions import REDUCTIONS
 from visualizer.app.config import AppState
 from visualizer.app.jobs import ThreadedJobManager
 from visualizer.app.layout import LayoutInfo, build_layout
 from visualizer.app.regenerate import Inspector, LRUCache
+from visualizer.trace.reductions import REDUCTIONS
 
 THUMBS_ROUTE = "/thumbs/"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})

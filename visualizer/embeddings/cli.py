@@ -62,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "the default)")
     g.add_argument("--steps", default="first", metavar="STEPS",
                    help="steps of multi-step models to record: first (default; the call at sigma 80 that the "
-                        "one-step student shares), last, indices, or a mix such as first,last. One-step "
+                        "one-step student shares), last, all, indices, or a mix such as first,last. One-step "
                         "models always record their only step, 0")
     g.add_argument("--pool", default="auto", metavar="POOL",
                    help=f"spatial pooling before flattening: auto (default: flatten layers of at most "

@@ -1,18 +1,17 @@
 """One batch of seeds through one model: final images plus pooled activations at the chosen steps.
 
-Forward hooks keep only a reference to each layer's latest output; the sampler's per-evaluation
-callback, which runs right after that evaluation, decides whether to keep it (the first network
-call of a wanted step) and pools it on the device. So a 256-step teacher costs no copies for the
-510 calls nobody asked for, and the hooks are removed even when sampling fails.
+A trace (`adapter.trace`) records each layer at the first network call of each wanted step and
+pools it on the device right there, so a 256-step teacher costs no copies for the calls nobody
+asked for, and its hooks are removed even when sampling fails.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from visualizer.adapters.base import DiffusionAdapter
 from visualizer.embeddings.pooling import pool_rows
@@ -39,51 +38,19 @@ def record_batch(
 ) -> BatchRecord:
     """Samples `seeds` (with the given classes, or the generator's own draw when None) and records `pools` layers.
 
-    `record=False` samples without hooks (the benchmark's baseline).
+    `sample_kwargs` are the sampler's (`preset`, `num_steps`, `progress`); `record=False` samples
+    without hooks (the benchmark's baseline).
     """
-    latest: dict[str, torch.Tensor] = {}
-    kept: dict[tuple[str, int], np.ndarray] = {}
-    sigmas: dict[int, float] = {}
-    wanted = set(steps) if record else set()
-    seen_steps: list[int] = []
-    reported: dict[str, int] = {}
-
-    def hook_for(name: str):
-        def hook(module, inputs, output):
-            latest[name] = output
-        return hook
-
-    def callback(info: Mapping) -> None:
-        step = int(info["step"])
-        if "num_steps" in info:
-            reported["num_steps"] = int(info["num_steps"])
-        if step in wanted and step not in sigmas:
-            # The network consumes sigma as float32: record that value, as its shortest decimal (80.0, 0.002).
-            sigmas[step] = float(str(np.float32(float(info["sigma"]))))
-            for name, pool in pools.items():
-                rows = pool_rows(latest[name], pool).cpu().numpy()
-                kept[(name, step)] = to_store_dtype(rows)
-        if not seen_steps or seen_steps[-1] != step:
-            seen_steps.append(step)
-        latest.clear()
-
-    handles = []
-    try:
-        if record:
-            for name in pools:
-                handles += adapter.register_activation_hooks([name], hook_for(name))
-        labels = None if class_labels is None else [int(c) for c in class_labels]
-        result = adapter.sample(seeds=[int(s) for s in seeds], class_label=labels, callback=callback,
-                                **dict(sample_kwargs or {}))
-    finally:
-        for h in handles:
-            h.remove()
-    missing = sorted(wanted - set(sigmas))
-    if missing:
-        ran = reported.get("num_steps", len(seen_steps))
-        raise RuntimeError(f"{adapter.name}: the sampler ran {ran} step(s) and never reached step(s) {missing}")
-    return BatchRecord(images=np.asarray(result.images), class_labels=np.asarray(result.class_labels, dtype=np.int64),
-                       features=kept, sigmas=sigmas, num_steps=reported.get("num_steps"))
+    kwargs = dict(sample_kwargs or {})
+    layers = list(pools) if record else []
+    labels = None if class_labels is None else [int(c) for c in class_labels]
+    trace = adapter.trace([int(s) for s in seeds], labels, layers, steps=list(steps) if layers else [],
+                          reduce={n: functools.partial(pool_rows, pool=p) for n, p in pools.items()}, **kwargs)
+    # The network consumes sigma as float32: record that value, as its shortest decimal (80.0, 0.002).
+    sigmas = {s: float(str(np.float32(trace.sigmas[s]))) for s in trace.steps}
+    features = {key: to_store_dtype(rows.numpy()) for key, rows in trace.activations.items()}
+    return BatchRecord(images=np.asarray(trace.images), class_labels=np.asarray(trace.class_labels, dtype=np.int64),
+                       features=features, sigmas=sigmas, num_steps=trace.num_steps)
 
 
 def layer_shape(adapter: DiffusionAdapter, name: str) -> tuple[int, ...]:
@@ -92,15 +59,8 @@ def layer_shape(adapter: DiffusionAdapter, name: str) -> tuple[int, ...]:
     if name in shapes:
         return tuple(int(s) for s in shapes[name])[1:]
     # A name the shape table does not list (an alias): measure it with one forward pass.
-    seen: list[torch.Size] = []
-    handles = adapter.register_activation_hooks([name], lambda m, i, o: seen.append(o.shape))
-    try:
-        x = torch.zeros(1, adapter.net.img_channels, adapter.resolution, adapter.resolution)
-        adapter.forward(x, adapter.first_sigma, [0] if adapter.num_classes else None)
-    finally:
-        for h in handles:
-            h.remove()
-    return tuple(int(s) for s in seen[0][1:])
+    trace = adapter.trace([0], 0 if adapter.num_classes else None, [name], forward_only=True)
+    return tuple(int(s) for s in trace[(name, 0)].shape[1:])
 
 
 def batches(num_seeds: int, batch_size: int) -> list[range]:

@@ -6,7 +6,6 @@ Run folder layout and the commit protocol: `visualizer.embeddings.store`. Reduct
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -164,20 +163,19 @@ def resolve_sources(specs: Sequence[ModelSpec]) -> list[Source]:
 
 
 def _sampler(adapter: DiffusionAdapter, cfg: EmbedConfig) -> tuple[dict, dict, int]:
-    """(sample kwargs, settings for the sidecar, number of steps) for one model.
+    """(sample kwargs, settings for the sidecar, number of steps) for one model, through its sampler contract.
 
-    Teachers (adapters with sampler presets) take --preset/--num-steps; one-step students their own default.
+    Teachers take --preset/--num-steps; one-step students run their own default.
     """
-    if not hasattr(adapter, "settings"):
-        return {}, {"num_steps": 1}, 1
+    if not adapter.multi_step:
+        settings = adapter.sampler_settings()
+        return {}, adapter.describe_settings(settings), int(settings.num_steps)
     kwargs = {k: v for k, v in (("preset", cfg.preset), ("num_steps", cfg.num_steps)) if v is not None}
     try:
-        settings = adapter.settings(cfg.preset, num_steps=cfg.num_steps)
-    except ValueError as e:
+        settings = adapter.sampler_settings(cfg.preset, num_steps=cfg.num_steps)
+    except UserError as e:
         raise UserError(f"--preset/--num-steps for {adapter.name}: {e}") from None
-    described = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(vars(settings))
-    described["preset"] = cfg.preset or getattr(adapter, "default_preset", None)
-    return kwargs, described, int(settings.num_steps)
+    return kwargs, adapter.describe_settings(settings, cfg.preset), int(settings.num_steps)
 
 
 def make_plan(cfg: EmbedConfig, sources: Sequence[Source], adapters: Mapping[str, DiffusionAdapter],

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from visualizer.errors import UserError
+from visualizer.trace.steps import select_steps
 
 SEED_LIMIT = 2**32          # generators are seeded with seed % 2^32; larger seeds would alias smaller ones
 MAX_FEATURES = 4096         # `--pool auto` flattens layers up to this size and average-pools larger ones below it
@@ -153,15 +154,15 @@ def parse_names(text: str, option: str) -> list[str]:
 
 
 def parse_steps(text: str) -> tuple[str | int, ...]:
-    """`first` (default), `last`, step indices, or a mix: `first,last`, `0,10,255`."""
+    """`first` (default), `last`, `all`, step indices, or a mix: `first,last`, `0,10,255`."""
     out: list[str | int] = []
     for part in (p.strip() for p in text.split(",")):
-        if part in ("first", "last"):
+        if part in ("first", "last", "all"):
             out.append(part)
         elif part.isdigit():
             out.append(int(part))
         else:
-            raise UserError(f"--steps {text!r}: {part!r} is not 'first', 'last' or a step index >= 0")
+            raise UserError(f"--steps {text!r}: {part!r} is not 'first', 'last', 'all' or a step index >= 0")
     return tuple(dict.fromkeys(out))
 
 
@@ -169,14 +170,11 @@ def resolve_steps(tokens: Sequence[str | int], num_steps: int, model: str) -> li
     """Step indices for one model. A one-step model has only step 0, whatever was asked for the multi-step ones."""
     if num_steps <= 1:
         return [0]
-    steps = set()
-    for t in tokens:
-        index = 0 if t == "first" else num_steps - 1 if t == "last" else int(t)
-        if index >= num_steps:
-            raise UserError(f"--steps: model {model!r} samples with {num_steps} steps (0..{num_steps - 1}); "
-                            f"step {index} does not exist")
-        steps.add(index)
-    return sorted(steps)
+    too_far = [t for t in tokens if isinstance(t, int) and t >= num_steps]
+    if too_far:
+        raise UserError(f"--steps: model {model!r} samples with {num_steps} steps (0..{num_steps - 1}); "
+                        f"step {too_far[0]} does not exist")
+    return select_steps(list(tokens), [0.0] * num_steps)
 
 
 def parse_pool(text: str) -> str:

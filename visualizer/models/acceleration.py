@@ -8,16 +8,24 @@ some microseconds of Python and driver time, more than the GPU needs to run it. 
 - graphs: a call of a shape seen before replays a CUDA graph of the whole body, one launch.
 
 Neither can run Python forward hooks inside (a graph replays kernels only; a compiled graph would
-be rebuilt for every new hook). So the body runs hook-free with `taps`, keeping every block's
-output, and `FastBody` then calls each hooked block's forward hooks with that output, in network
-order: `capture`, `record_batch` and user hooks see the same tensors as in eager mode. Hooks get
-an empty `inputs` tuple and must not return a replacement output. Anything else the fast path
-cannot honour (pre-hooks or keyword hooks on a block, hooks on modules inside a block or outside
-the blocks, autograd, training mode) runs that call eagerly.
+be rebuilt for every new hook). So the fast path owns its taps: it runs the U-Net's `trunk` with
+its own block runner, which calls the blocks hook-free, keeps every block's output and applies
+edits, and `FastBody` then calls each hooked block's forward hooks with that output, in network
+order: traces and user hooks see the same tensors as in eager mode.
+
+Edits reach the graph through the hooks of the trace core (`trace.recorder.Tap`): a hook with an
+`edit()` method returns this call's edit as a pair (scale, shift), applied as y' = scale * y + shift
+to that block's output inside the graph; the pair is an input of the graph, so an edited call
+replays a graph captured once per shape and set of edited blocks. Such hooks are then given the
+edited output through `observe`. Plain hooks get an empty `inputs` tuple and must not return a
+replacement output. Anything the fast path cannot honour (an edit with no (scale, shift) form,
+pre-hooks or keyword hooks on a block, hooks on modules inside a block or outside the blocks,
+autograd, training mode) runs that call eagerly, counted in `counts`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -28,12 +36,25 @@ from torch import nn
 from visualizer.models.networks import DhariwalUNet
 
 COMPILE_MODES = ("off", "graphs", "full")   # eager; CUDA graphs of the eager body; torch.compile + CUDA graphs
+FALLBACK = object()    # what a hook's edit() returns for an edit the fast path cannot express
+log = logging.getLogger(__name__)
+Edits = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def apply_affine(y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """y' = scale * y + shift in y's dtype: how an edit changes a block's output, eager and in a graph alike.
+
+    The result keeps y's memory layout (attention blocks return channels-last strides): the next
+    convolutions pick their kernels by layout, so an edit that changes no value changes no bit.
+    """
+    return torch.addcmul(shift.to(y.dtype), y, scale.to(y.dtype), out=torch.empty_like(y))
 
 
 @dataclass
 class _Graph:
     graph: torch.cuda.CUDAGraph
     inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]   # static buffers the replay reads
+    edits: Edits                                                     # ... with the edits' (scale, shift)
     out: torch.Tensor                                                # ... and writes
     kept: dict[str, torch.Tensor]
 
@@ -62,16 +83,35 @@ class FastBody:
         self.all_taps = tuple(self.blocks)
         # Every module but the blocks themselves: a hook on any of them needs the eager path.
         self._others = [m for m in model.modules() if all(m is not b for b in blocks)]
-        self.fn = torch.compile(model.forward, dynamic=False, mode=compile_mode) if compile else model.forward
+        self.fn = torch.compile(self._body, dynamic=False, mode=compile_mode) if compile else self._body
         self.graphs, self.graph_max_batch, self.max_graphs = graphs, graph_max_batch, max_graphs
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()   # 'eager', 'direct', 'replay', 'capture': how calls ran
+        # how calls ran: 'eager', 'direct', 'replay', 'capture'; 'eager_edit' for edits with no graph form
+        self.counts: Counter[str] = Counter()
+
+    def _body(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None,
+              taps: tuple[str, ...] = (), edits: Edits | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The U-Net with hook-free blocks: F(x), and the outputs of the `taps` blocks after their `edits`."""
+        kept: dict[str, torch.Tensor] = {}
+        edits = edits or {}
+
+        def run(name: str, block: nn.Module, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            y = block.forward(*args)
+            if name in edits:
+                y = apply_affine(y, *edits[name])
+            if name in taps:
+                kept[name] = y
+            return y
+
+        m = self.model
+        return m.head(m.trunk(x, m.embedding(noise_labels, class_labels), run)), kept
 
     def __call__(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None
                  ) -> torch.Tensor:
         hooked = self._hooked()
-        if hooked is None or torch.is_grad_enabled() or self.model.training:
+        edits = None if hooked is None else self._edits(hooked)
+        if edits is None or torch.is_grad_enabled() or self.model.training:
             self.counts["eager"] += 1
             return self.model(x, noise_labels, class_labels)
         if self.channels_last:
@@ -80,23 +120,42 @@ class FastBody:
             # Graphs keep every block once any is hooked, so a new choice of layers replays the same graph.
             taps = self.all_taps if hooked else ()
             with self._lock:
-                g = self._graph(x, noise_labels, class_labels, taps)
+                g = self._graph(x, noise_labels, class_labels, taps, edits)
                 for static, new in zip(g.inputs, (x, noise_labels, class_labels), strict=True):
                     if static is not None:
+                        static.copy_(new)
+                for name, pair in edits.items():
+                    for static, new in zip(g.edits[name], pair, strict=True):
                         static.copy_(new)
                 g.graph.replay()
                 self.counts["replay"] += 1
                 out, kept = g.out.clone(), {n: g.kept[n].clone() for n in hooked}   # the next replay overwrites g's
         else:
             self.counts["direct"] += 1
-            out, kept = self.fn(x, noise_labels, class_labels, taps=tuple(hooked))
+            out, kept = self.fn(x, noise_labels, class_labels, taps=tuple(hooked), edits=edits)
         for name in hooked:
             block = self.blocks[name]
             for hook in list(block._forward_hooks.values()):
-                if hook(block, (), kept[name]) is not None:
+                if hasattr(hook, "observe"):
+                    hook.observe(block, kept[name])
+                elif hook(block, (), kept[name]) is not None:
                     raise RuntimeError(f"a forward hook on {name} returned a new output; hooks that replace "
-                                       "outputs need the eager path (compile 'off')")
+                                       "outputs need the eager path (compile 'off'), or an edit (visualizer.trace)")
         return out
+
+    def _edits(self, hooked: list[str]) -> Edits | None:
+        """This call's edits per block from the hooks that have them; None when one needs the eager path."""
+        edits: Edits = {}
+        for name in hooked:
+            for hook in self.blocks[name]._forward_hooks.values():
+                pair = hook.edit() if hasattr(hook, "edit") else None
+                if pair is FALLBACK:
+                    self.counts["eager_edit"] += 1
+                    log.info("an edit of %s has no (scale, shift) form; this call runs eagerly", name)
+                    return None
+                if pair is not None:
+                    edits[name] = pair
+        return edits
 
     def _hooked(self) -> list[str] | None:
         """Names of the blocks with forward hooks, or None when some hook needs the eager path."""
@@ -113,26 +172,29 @@ class FastBody:
         return hooked
 
     def _graph(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None,
-               taps: tuple[str, ...]) -> _Graph:
+               taps: tuple[str, ...], edits: Edits | None = None) -> _Graph:
+        edits = edits or {}
         key = (x.device, x.dtype, tuple(x.shape), tuple(noise_labels.shape),
-               None if class_labels is None else (class_labels.dtype, tuple(class_labels.shape)), bool(taps))
+               None if class_labels is None else (class_labels.dtype, tuple(class_labels.shape)), bool(taps),
+               tuple((n, tuple(s.shape), tuple(b.shape)) for n, (s, b) in sorted(edits.items())))
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._graphs[key]
         static = (x.clone(), noise_labels.clone(), None if class_labels is None else class_labels.clone())
+        static_edits = {n: (s.clone(), b.clone()) for n, (s, b) in edits.items()}
         # Compilation, autotuning and cuDNN's algorithm search happen in these warm-up calls, not in the capture.
         side = torch.cuda.Stream(device=x.device)
         side.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self.fn(*static, taps=taps)
+                self.fn(*static, taps=taps, edits=static_edits)
         torch.cuda.current_stream(x.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: another thread's model may launch work while this one captures.
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            out, kept = self.fn(*static, taps=taps)
+            out, kept = self.fn(*static, taps=taps, edits=static_edits)
         self.counts["capture"] += 1
-        self._graphs[key] = _Graph(graph, static, out, kept)
+        self._graphs[key] = _Graph(graph, static, static_edits, out, kept)
         while len(self._graphs) > self.max_graphs:
             self._graphs.popitem(last=False)
         return self._graphs[key]

@@ -86,6 +86,13 @@ class PositionalEmbedding(nn.Module):
         return torch.cat([x.cos(), x.sin()], dim=1)
 
 
+BlockRunner = Callable[[str, nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]
+
+
+def _call(name: str, block: nn.Module, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    return block(*args)
+
+
 def _zero_(module: nn.Module) -> nn.Module:
     """Residual branches start as the identity, which keeps fresh networks (the demo's) trainable."""
     for p in module.parameters():
@@ -202,13 +209,11 @@ class DhariwalUNet(nn.Module):
         self.out_norm = GroupNorm(cout)
         self.out_conv = _zero_(Conv2d(cout, out_channels, 3))
 
-    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None,
-                taps: tuple[str, ...] | None = None) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """F(x); with `taps` (native names such as 'enc.16x16_block1') also those blocks' outputs.
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
+        """F(x): the embedding, the encoder and decoder with their skips, then out_conv(silu(out_norm(.)))."""
+        return self.head(self.trunk(x, self.embedding(noise_labels, class_labels)))
 
-        A call with `taps` runs the blocks' `forward` directly, without module hooks, so that it
-        compiles and replays as one graph (`acceleration.FastBody`) whatever hooks are registered.
-        """
+    def embedding(self, noise_labels: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
         emb = self.map_noise(noise_labels)
         emb = self.map_layer1(F.silu(self.map_layer0(emb)))
         if self.map_label is not None:
@@ -217,27 +222,30 @@ class DhariwalUNet(nn.Module):
                 keep = torch.rand(labels.shape[0], 1, device=labels.device) >= self.label_dropout
                 labels = labels * keep.to(labels.dtype)
             emb = emb + self.map_label(labels)
-        emb = F.silu(emb)
+        return F.silu(emb)
 
-        kept: dict[str, torch.Tensor] = {}
+    def trunk(self, x: torch.Tensor, emb: torch.Tensor, run: BlockRunner | None = None) -> torch.Tensor:
+        """Encoder then decoder; every encoder output is a skip, concatenated where a block's width asks.
+
+        `run(name, block, args)` calls each block; the default is the module call (hooks included).
+        A fast path passes its own to call the blocks hook-free and keep or edit their outputs.
+        """
+        run = run or _call
         skips = []
         for name, block in self.enc.items():
-            call = block if taps is None else block.forward
-            x = call(x) if name.endswith("_conv") else call(x, emb)
+            x = run(f"enc.{name}", block, (x,) if isinstance(block, Conv2d) else (x, emb))
             skips.append(x)
-            if taps is not None and f"enc.{name}" in taps:
-                kept[f"enc.{name}"] = x
         for name, block in self.dec.items():
             if x.shape[1] != block.in_channels:
                 x = torch.cat([x, skips.pop()], dim=1)
-            x = (block if taps is None else block.forward)(x, emb)
-            if taps is not None and f"dec.{name}" in taps:
-                kept[f"dec.{name}"] = x
-        out = self.out_conv(F.silu(self.out_norm(x)))
-        return out if taps is None else (out, kept)
+            x = run(f"dec.{name}", block, (x, emb))
+        return x
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_conv(F.silu(self.out_norm(x)))
 
     def block_names(self) -> list[str]:
-        """Native names of the blocks `taps` can keep, in the order they run."""
+        """Native names of the blocks `trunk` runs (the hookable layers), in the order they run."""
         return [f"enc.{k}" for k in self.enc] + [f"dec.{k}" for k in self.dec]
 
 

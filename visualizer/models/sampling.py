@@ -30,13 +30,19 @@ from tqdm.auto import tqdm
 from visualizer.models.device import sampler_dtype
 from visualizer.models.seeding import randn_like_per_seed
 
-__all__ = ["PRESETS", "HeunSettings", "dmd2_few_step", "dmd2_generate", "edm_sampler", "edm_sigmas"]
+__all__ = [
+    "PRESETS", "SIGMA_MAX", "Evaluation", "GeneratorSettings", "HeunSettings", "dmd2_few_step", "dmd2_generate",
+    "edm_sampler", "edm_sigmas", "evaluations",
+]
+
+# The highest noise level of EDM's schedule: the teacher's first input and the DMD2 generator's only one.
+SIGMA_MAX = 80.0
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 Callback = Callable[[dict], None]
 
 
-def edm_sigmas(num_steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+def edm_sigmas(num_steps: int, sigma_min: float = 0.002, sigma_max: float = SIGMA_MAX, rho: float = 7.0,
                device: str | torch.device | None = None) -> torch.Tensor:
     """Karras et al. (2022) eq. 5, t_0 = sigma_max ... t_{N-1} = sigma_min, then t_N = 0: N+1 values.
 
@@ -60,7 +66,7 @@ class HeunSettings:
 
     num_steps: int = 256           # N; NFE = 2N - 1
     sigma_min: float = 0.002       # t_{N-1}
-    sigma_max: float = 80.0        # t_0
+    sigma_max: float = SIGMA_MAX   # t_0
     rho: float = 7.0               # schedule curvature (eq. 5)
     S_churn: float = 0.0           # total churn; gamma_i = min(S_churn / N, sqrt(2) - 1) inside [S_min, S_max]
     S_min: float = 0.0             # churn only where S_min <= t_i <= S_max
@@ -82,6 +88,61 @@ class HeunSettings:
     @property
     def stochastic(self) -> bool:
         return self.S_churn > 0
+
+    def times(self) -> tuple[list[float], list[float]]:
+        """(t_0..t_N, t_hat_0..t_hat_{N-1}) as float64 Python floats: where each step starts and, after
+        churn, where its first evaluation happens (t_hat_i = t_i + gamma_i t_i)."""
+        N = self.num_steps
+        t_steps = edm_sigmas(N, self.sigma_min, self.sigma_max, self.rho, device="cpu").tolist()
+        gammas = [min(self.S_churn / N, math.sqrt(2) - 1) if self.S_min <= t <= self.S_max else 0.0
+                  for t in t_steps[:-1]]
+        return t_steps, [t + g * t for t, g in zip(t_steps, gammas, strict=False)]
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorSettings:
+    """DMD2's generator: one step at sigma_max, or our few-step variant re-noising along a Karras schedule."""
+
+    num_steps: int = 1
+    sigma_max: float = SIGMA_MAX
+
+    def __post_init__(self):
+        if int(self.num_steps) != self.num_steps or self.num_steps < 1:
+            raise ValueError(f"num_steps must be a positive integer, got {self.num_steps}")
+
+    @property
+    def nfe(self) -> int:
+        return self.num_steps
+
+    def levels(self) -> list[float]:
+        """The K noise levels the generator runs at, as float32 values (what the network sees)."""
+        return edm_sigmas(self.num_steps, sigma_max=self.sigma_max)[:-1].float().tolist()
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """One network call of a sampler run: its sampler step, its stage and the sigma it sees."""
+
+    step: int
+    stage: str      # 'euler', 'heun' or 'generator'
+    sigma: float
+
+
+def evaluations(settings: HeunSettings | GeneratorSettings) -> list[Evaluation]:
+    """Every network evaluation the sampler makes with `settings`, in order, known before it runs.
+
+    Tracing needs this to tell, inside a network call, which step and stage it belongs to, so that
+    edits restricted to steps or sigmas apply to the right calls.
+    """
+    if isinstance(settings, GeneratorSettings):
+        return [Evaluation(k, "generator", s) for k, s in enumerate(settings.levels())]
+    t_steps, t_hats = settings.times()
+    out = []
+    for i, t_hat in enumerate(t_hats):
+        out.append(Evaluation(i, "euler", t_hat))
+        if i < settings.num_steps - 1:
+            out.append(Evaluation(i, "heun", t_steps[i + 1]))
+    return out
 
 
 PRESETS: dict[str, HeunSettings] = {
@@ -126,15 +187,13 @@ def edm_sampler(
     s = settings
     N = s.num_steps
     dtype = sampler_dtype(latents.device)
-    t_steps = edm_sigmas(N, s.sigma_min, s.sigma_max, s.rho, device="cpu").tolist()  # Python floats are float64
+    t_steps, t_hats = s.times()   # Python floats are float64
     x = latents.to(dtype) * t_steps[0]
 
     for i in tqdm(range(N), disable=disable_progress, desc="EDM Heun", unit="step"):
-        t_cur, t_next = t_steps[i], t_steps[i + 1]
+        t_cur, t_next, t_hat = t_steps[i], t_steps[i + 1], t_hats[i]
 
         # Churn: raise the noise level to t_hat = t_i + gamma_i t_i by adding fresh noise.
-        gamma = min(s.S_churn / N, math.sqrt(2) - 1) if s.S_min <= t_cur <= s.S_max else 0.0
-        t_hat = t_cur + gamma * t_cur
         eps = randn_like_per_seed(generators, x, dtype=dtype)
         x_hat = x + math.sqrt(t_hat**2 - t_cur**2) * s.S_noise * eps
 
@@ -207,7 +266,7 @@ def dmd2_generate(
     latents: torch.Tensor,
     class_labels: torch.Tensor | None,
     *,
-    sigma: float = 80.0,
+    sigma: float = SIGMA_MAX,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """DMD2's one-step image G(z * 80, 80, one_hot(label)), about [-1, 1] (float32).

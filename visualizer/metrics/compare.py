@@ -14,9 +14,9 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from visualizer.activations.capture import Capture
-from visualizer.activations.reductions import Reduction, get_reduction
 from visualizer.errors import UserError
+from visualizer.trace.capture import Capture
+from visualizer.trace.reductions import Reduction, get_reduction
 
 
 def _batched(a: torch.Tensor) -> torch.Tensor:

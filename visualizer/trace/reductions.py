@@ -110,3 +110,24 @@ def get_reduction(name: str) -> Reduction:
 def reduce(name: str, a: torch.Tensor, **kwargs) -> torch.Tensor:
     """`REDUCTIONS[name](a, **kwargs)`, e.g. reduce('channel', a, index=5); unknown names are a UserError."""
     return get_reduction(name)(a, **kwargs)
+
+
+PARAMETRIC = {"channel": ("index", 0), "topk": ("k", 8)}   # reductions that take one integer
+
+
+def reduction_spec(name: str, value: int | None = None) -> str:
+    """'l2', 'topk:8', 'channel:5': a reduction and its one integer, as one hashable string."""
+    if name not in REDUCTIONS:
+        raise UserError(f"unknown reduction {name!r}; valid names: {', '.join(REDUCTIONS)}")
+    if name in PARAMETRIC:
+        return f"{name}:{int(PARAMETRIC[name][1] if value is None else value)}"
+    return name
+
+
+def parse_reduction(spec: str) -> Reduction:
+    """The function a `reduction_spec` string names, with its integer bound."""
+    name, _, arg = spec.partition(":")
+    fn = get_reduction(name)
+    if name in PARAMETRIC:
+        return functools.partial(fn, **{PARAMETRIC[name][0]: int(arg or PARAMETRIC[name][1])})
+    return fn
