@@ -219,7 +219,8 @@ def test_input_parsing():
         parse_classes("12").labels(2, 10)
     assert resolve_steps(parse_steps("first,last,1"), 256, "t") == [0, 1, 255]
     assert resolve_steps(parse_steps("first,last"), 1, "s") == [0]
-    assert resolve_steps(parse_steps("all"), 4, "t") == [0, 1, 2, 3] and resolve_steps(parse_steps("all"), 1, "s") == [0]
+    assert resolve_steps(parse_steps("all"), 4, "t") == [0, 1, 2, 3]
+    assert resolve_steps(parse_steps("all"), 1, "s") == [0]
     with pytest.raises(UserError, match="step 300 does not exist"):
         resolve_steps(parse_steps("300"), 256, "t")
     assert parse_pool("avg1") == "none"
