@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from visualizer.app.config import demo_config, load
-from visualizer.app.regenerate import Inspector, LRUCache, Request
+from visualizer.inspection import Inspector, LRUCache, Request
 
 GOALS = {"student click (first look)": 0.300, "teacher demo trajectory": 3.0}
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     state = load(demo_config())
-    inspector = Inspector(state.slots, LRUCache())
+    inspector = Inspector(state.slots, cache=LRUCache())
     layers = inspector.legacy_layers()
     times: dict[str, list[float]] = {name: [] for name in GOALS}
     for click in range(args.clicks + 1):                 # click 0 warms up

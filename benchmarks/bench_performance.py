@@ -43,9 +43,9 @@ from bench_extract import time_batch  # noqa: E402
 
 from visualizer.adapters.dmd2 import DMD2Adapter  # noqa: E402
 from visualizer.adapters.edm import EDMAdapter  # noqa: E402
-from visualizer.app.regenerate import Inspector, ModelSlot, Request  # noqa: E402
 from visualizer.embeddings.extract import layer_shape, record_batch  # noqa: E402
 from visualizer.embeddings.pooling import resolve_pool  # noqa: E402
+from visualizer.inspection import Inspector, ModelSlot, Request  # noqa: E402
 from visualizer.models import EDMPrecond  # noqa: E402
 from visualizer.models.config import IMAGENET64_KWARGS, TINY_KWARGS  # noqa: E402
 from visualizer.models.device import pick_device  # noqa: E402

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_performance import randomize_zero_init  # noqa: E402
 
 from visualizer.adapters.edm import EDMAdapter  # noqa: E402
-from visualizer.app.regenerate import Inspector, ModelSlot, Request  # noqa: E402
+from visualizer.inspection import Inspector, ModelSlot, Request  # noqa: E402
 from visualizer.models import EDMPrecond  # noqa: E402
 from visualizer.models.acceleration import FastBody  # noqa: E402
 from visualizer.models.config import IMAGENET64_KWARGS, TINY_KWARGS  # noqa: E402

@@ -196,7 +196,7 @@ def test_warm_up_captures_the_graph_a_click_replays():
 @cuda
 @pytest.mark.parametrize("mode", ["graphs", "full"])
 def test_teacher_click_through_the_fast_path_matches_eager_on_cuda(mode):
-    from visualizer.app.regenerate import Inspector, ModelSlot, Request
+    from visualizer.inspection import Inspector, ModelSlot, Request
 
     ref, fast = _pair(mode, "fp32")
     req = Request.make(5, 3, LAYERS)

@@ -1,4 +1,4 @@
-"""The app's engine (visualizer.app.regenerate) on tiny real-format checkpoints: no dash, no browser."""
+"""The inspection engine (visualizer.inspection) on tiny real-format checkpoints: no dash, no browser."""
 
 import threading
 import time
@@ -10,14 +10,14 @@ from app_files import write_pair
 
 from visualizer.adapters import detect_adapter, get_adapter
 from visualizer.app.jobs import Cancelled
-from visualizer.app.regenerate import (
+from visualizer.errors import UserError
+from visualizer.inspection import (
     Inspector,
     LRUCache,
     ModelSlot,
     Request,
     hooks_left,
 )
-from visualizer.errors import UserError
 from visualizer.models.images import edm_to_uint8
 from visualizer.trace.reductions import parse_reduction, reduction_spec
 
@@ -34,7 +34,7 @@ def adapters(tmp_path_factory):
 def _inspector(adapters, steps: int = 4, cache: LRUCache | None = None) -> Inspector:
     teacher, student = adapters
     return Inspector([ModelSlot("teacher", teacher, {"preset": "fid", "num_steps": steps}),
-                      ModelSlot("student", student)], cache)
+                      ModelSlot("student", student)], cache=cache)
 
 
 def test_first_look_is_the_shared_first_input(adapters):
@@ -171,3 +171,18 @@ def test_bad_requests_are_user_errors(adapters):
     assert parse_reduction("channel:2")(torch.arange(24.0).reshape(1, 4, 2, 3)).tolist() == [[[12, 13, 14],
                                                                                              [15, 16, 17]]]
     assert hooks_left(adapters) == 0
+
+
+def test_a_notebook_drives_the_engine_with_adapters(adapters):
+    """Inspector(teacher, student) with plain arguments: the same answers as the app's Requests."""
+    teacher, student = adapters
+    ins = Inspector(teacher, student)
+    look = ins.first_look(3, 2, ["midblock"])
+    assert ins.pair == ("teacher", "student") and set(look.views) == {"teacher", "student"}
+    ref = _inspector(adapters).first_look(Request.make(3, 2, ["midblock"]))
+    np.testing.assert_array_equal(look.views["student"].maps["midblock"], ref.views["student"].maps["midblock"])
+    traj = ins.trajectory("teacher", 3, 2, ["midblock"])
+    assert traj.num_steps == teacher.sampler_settings().num_steps and len(traj.steps) == traj.num_steps
+    assert list(ins.first_look(3, 2).views["teacher"].maps) == ins.native_layers()
+    with pytest.raises(UserError, match="share the key"):
+        Inspector(teacher, teacher)

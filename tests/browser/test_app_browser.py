@@ -18,8 +18,8 @@ from app_helpers import (
 )
 
 from visualizer.app.config import AppConfig, ModelSource, load
-from visualizer.app.regenerate import hooks_left
 from visualizer.app.server import create_app
+from visualizer.inspection import hooks_left
 
 pytestmark = pytest.mark.browser
 

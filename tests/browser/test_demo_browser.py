@@ -4,8 +4,8 @@ import pytest
 from app_helpers import click_point, record, screenshot, settle, start, wait_js
 
 from visualizer.app.config import demo_config, load
-from visualizer.app.regenerate import hooks_left
 from visualizer.app.server import create_app
+from visualizer.inspection import hooks_left
 
 pytestmark = pytest.mark.browser
 

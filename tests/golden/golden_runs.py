@@ -8,8 +8,8 @@ import torch
 
 
 def golden_runs(teacher, student, layers) -> dict:
-    from visualizer.app.regenerate import Inspector, ModelSlot, Request
     from visualizer.embeddings.extract import record_batch
+    from visualizer.inspection import Inspector, ModelSlot, Request
     from visualizer.trace.capture import capture
 
     out = {}

@@ -1,4 +1,4 @@
-"""The callbacks: each a few lines from inputs to outputs; the work is in `figures` and `regenerate`.
+"""The callbacks: each a few lines from inputs to outputs; the work is in `figures` and the inspection engine.
 
 Flow of a click: `choose` writes the sample into the tab's `clicked` store; `first_look` (a plain
 callback) regenerates every model at the shared first input and fills `first-ready`; `render`
@@ -21,9 +21,9 @@ from dash.exceptions import PreventUpdate
 from visualizer.app import figures
 from visualizer.app.jobs import current_job
 from visualizer.app.layout import HIDDEN, ID, PROGRESS_VISIBLE
-from visualizer.app.regenerate import Request
 from visualizer.app.server import AppContext, thumb_url
 from visualizer.errors import UserError
+from visualizer.inspection import Request
 from visualizer.trace.reductions import PARAMETRIC, reduction_spec
 
 PROGRESS_EVERY_S = 0.1

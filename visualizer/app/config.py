@@ -41,7 +41,7 @@ class AppState:
 
     config: AppConfig
     embeddings: object | None            # visualizer.embeddings.schema.Embeddings
-    slots: list = field(default_factory=list)   # visualizer.app.regenerate.ModelSlot, in display order
+    slots: list = field(default_factory=list)   # visualizer.inspection.ModelSlot, in display order
 
 
 def demo_config() -> AppConfig:
@@ -94,8 +94,8 @@ def _sample_kwargs(adapter, key: str, config: AppConfig, sidecar: dict) -> dict:
 def load(config: AppConfig) -> AppState:
     """Reads the table and loads the models; every failure a user can cause is a UserError."""
     from visualizer.adapters import detect_adapter, get_adapter
-    from visualizer.app.regenerate import ModelSlot
     from visualizer.embeddings.schema import load_embeddings
+    from visualizer.inspection import ModelSlot
     from visualizer.models.device import pick_device
     from visualizer.models.sampling import PRESETS
 

@@ -18,7 +18,7 @@ from flask import Flask, abort, request, send_file
 from visualizer.app.config import AppState
 from visualizer.app.jobs import ThreadedJobManager
 from visualizer.app.layout import LayoutInfo, build_layout
-from visualizer.app.regenerate import Inspector, LRUCache
+from visualizer.inspection import Inspector, LRUCache
 from visualizer.trace.reductions import REDUCTIONS
 
 THUMBS_ROUTE = "/thumbs/"
@@ -134,7 +134,7 @@ def build_context(state: AppState, cache: LRUCache | None = None) -> AppContext:
     if state.embeddings is not None:
         frame = state.embeddings.frame.reset_index(drop=True)
         root = state.embeddings.root
-    inspector = Inspector(state.slots, cache)
+    inspector = Inspector(state.slots, cache=cache)
     teacher = next((k for k in inspector.shown() if inspector.slots[k].multi_step), None)
     return AppContext(
         frame=frame, root=root, inspector=inspector,
@@ -160,7 +160,7 @@ def _models_line(ctx: AppContext) -> str:
 
 def create_app(state: AppState, *, cache: LRUCache | None = None,
                manager: ThreadedJobManager | None = None) -> dash.Dash:
-    """The app as a thin shell: layout from `layout`, behaviour from `callbacks`, computation from `regenerate`."""
+    """The app as a thin shell: layout from `layout`, behaviour from `callbacks`, work in `visualizer.inspection`."""
     from visualizer.app import callbacks
 
     ctx = build_context(state, cache)

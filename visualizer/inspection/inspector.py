@@ -1,4 +1,7 @@
-"""Regenerate one (seed, class) with the loaded models and read it layer by layer; no dash in here.
+"""The inspection engine: regenerate one (seed, class) with the loaded models and read it layer by layer.
+
+No Dash here: the app, notebooks and benchmarks drive it the same way,
+`Inspector(teacher, student).first_look(seed, class_label, layers)`.
 
 Two questions, answered separately so the fast one never waits for the slow one:
 
@@ -20,37 +23,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
 from visualizer.adapters.base import DiffusionAdapter
 from visualizer.errors import UserError
+from visualizer.inspection.cache import LRUCache
+from visualizer.inspection.requests import Request
+from visualizer.inspection.results import FirstLook, StepView, Trajectory
 from visualizer.metrics.compare import compare_all
 from visualizer.trace.reductions import parse_reduction
 
 Progress = Callable[[int, int], None]
-DEFAULT_CACHE_BYTES = 1 << 30
-
-
-# -- requests ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Request:
-    """What a click asks for; hashable, so it is (part of) the cache key."""
-
-    seed: int
-    class_label: int
-    layers: tuple[str, ...]
-    reduction: str = "l2"
-
-    @classmethod
-    def make(cls, seed, class_label, layers: Sequence[str], reduction: str = "l2") -> Request:
-        return cls(int(seed), int(class_label), tuple(dict.fromkeys(layers)), reduction)
 
 
 @dataclass(eq=False)
@@ -83,117 +70,6 @@ class ModelSlot:
         return int(self.settings().num_steps)
 
 
-# -- results ----------------------------------------------------------------------------------------
-
-@dataclass
-class StepView:
-    """One model at one step: the denoised estimate as an image and one map per layer ([H, W] or RGB [3, H, W])."""
-
-    step: int
-    sigma: float
-    image: np.ndarray
-    maps: dict[str, np.ndarray]
-
-    @property
-    def nbytes(self) -> int:
-        return self.image.nbytes + sum(m.nbytes for m in self.maps.values())
-
-
-@dataclass
-class FirstLook:
-    views: dict[str, StepView]                         # model key -> its first network evaluation
-    finals: dict[str, np.ndarray]                      # model key -> final image, for models that ran to the end
-    similarity: dict[str, dict[str, float]] | None     # layer -> {'cosine', 'cka'}, for exactly two models
-    pair: tuple[str, str] | None                       # the two models the similarity compares
-    seconds: float
-
-    @property
-    def nbytes(self) -> int:
-        return sum(v.nbytes for v in self.views.values()) + sum(f.nbytes for f in self.finals.values()) + 4096
-
-
-@dataclass
-class Trajectory:
-    model: str
-    steps: list[StepView]                              # first evaluation of every sampler step
-    final: np.ndarray
-    num_steps: int
-    seconds: float
-
-    @property
-    def sigmas(self) -> list[float]:
-        return [s.sigma for s in self.steps]
-
-    @property
-    def nbytes(self) -> int:
-        return self.final.nbytes + sum(s.nbytes for s in self.steps)
-
-
-# -- the cache --------------------------------------------------------------------------------------
-
-class LRUCache:
-    """Least recently used entries go first once the total exceeds `max_bytes`; thread-safe.
-
-    `get_or_compute` runs `compute` once per key even when many threads ask at the same time;
-    the others wait for it (and compute themselves if it failed or was cancelled).
-    """
-
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._inflight: dict[Any, threading.Event] = {}
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def nbytes(self) -> int:
-        with self._lock:
-            return sum(n for _, n in self._items.values())
-
-    def get(self, key) -> Any | None:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key][0]
-        return None
-
-    def put(self, key, value, nbytes: int) -> None:
-        with self._lock:
-            self._items[key] = (value, nbytes)
-            self._items.move_to_end(key)
-            total = sum(n for _, n in self._items.values())
-            while total > self.max_bytes and len(self._items) > 1:
-                _, (_, n) = self._items.popitem(last=False)
-                total -= n
-
-    def get_or_compute(self, key, compute: Callable[[], Any], size: Callable[[Any], int]) -> Any:
-        while True:
-            with self._lock:
-                if key in self._items:
-                    self._items.move_to_end(key)
-                    self.hits += 1
-                    return self._items[key][0]
-                waiting = self._inflight.get(key)
-                if waiting is None:
-                    done = self._inflight[key] = threading.Event()
-                    self.misses += 1
-                    break
-            waiting.wait()
-        try:
-            value = compute()
-            self.put(key, value, size(value))
-            return value
-        finally:
-            with self._lock:
-                self._inflight.pop(key, None)
-            done.set()
-
-
-# -- the work ---------------------------------------------------------------------------------------
-
 def _maps(tensors: Mapping[str, torch.Tensor], layers: Sequence[str], reduce_fn) -> dict[str, np.ndarray]:
     """Reduce on the tensors' device, then move only the [H, W] maps to the CPU (float16 to halve the cache)."""
     with torch.no_grad():
@@ -203,7 +79,15 @@ def _maps(tensors: Mapping[str, torch.Tensor], layers: Sequence[str], reduce_fn)
 class Inspector:
     """The app's engine: given the loaded models, answers `first_look` and `trajectory` requests, cached."""
 
-    def __init__(self, slots: Sequence[ModelSlot], cache: LRUCache | None = None):
+    def __init__(self, *models: ModelSlot | DiffusionAdapter | Sequence[ModelSlot | DiffusionAdapter],
+                 cache: LRUCache | None = None):
+        """Models as ModelSlots, or adapters (keyed by their role, sampling with their defaults), or one list."""
+        if len(models) == 1 and isinstance(models[0], (list, tuple)):
+            models = tuple(models[0])
+        slots = [m if isinstance(m, ModelSlot) else ModelSlot(m.role, m) for m in models]
+        keys = [s.key for s in slots]
+        if len(set(keys)) != len(keys):
+            raise UserError(f"two models share the key {keys}; give ModelSlots with distinct keys")
         self.slots = {s.key: s for s in slots}
         self.cache = cache if cache is not None else LRUCache()
         self._layers = self._common_layers()
@@ -252,7 +136,19 @@ class Inspector:
                                 f"(0..{slot.adapter.num_classes - 1})")
 
     # -- the shared first input ---------------------------------------------------------------------
-    def first_look(self, req: Request) -> FirstLook:
+    def request(self, req: Request | int, class_label: int | None = None, layers: Sequence[str] | None = None,
+                reduction: str = "l2") -> Request:
+        """A Request as given, or made from (seed, class, layers or every native layer, reduction)."""
+        if isinstance(req, Request):
+            return req
+        if class_label is None:
+            raise UserError("a seed needs its class_label")
+        return Request.make(req, class_label, self.native_layers() if layers is None else layers, reduction)
+
+    def first_look(self, req: Request | int, class_label: int | None = None, layers: Sequence[str] | None = None,
+                   reduction: str = "l2") -> FirstLook:
+        """Every model at the shared first input: `first_look(Request)` or `first_look(seed, class, layers)`."""
+        req = self.request(req, class_label, layers, reduction)
         self.check(req)
         key = ("first", tuple(s.identity for s in self.slots.values()), req)
         return self.cache.get_or_compute(key, lambda: self._first_look(req), lambda v: v.nbytes)
@@ -297,9 +193,12 @@ class Inspector:
     def cached_trajectory(self, model: str, req: Request) -> Trajectory | None:
         return self.cache.get(self.trajectory_key(model, req))
 
-    def trajectory(self, model: str, req: Request, progress: Progress | None = None,
+    def trajectory(self, model: str, req: Request | int, class_label: int | None = None,
+                   layers: Sequence[str] | None = None, reduction: str = "l2", *, progress: Progress | None = None,
                    should_stop: Callable[[], None] | None = None) -> Trajectory:
-        """`should_stop()` is called before every network evaluation; it raises to abandon the run."""
+        """A multi-step model's whole run; `should_stop()` is called before every network evaluation and
+        raises to abandon it."""
+        req = self.request(req, class_label, layers, reduction)
         self.check(req)
         return self.cache.get_or_compute(self.trajectory_key(model, req),
                                          lambda: self._trajectory(self.slots[model], req, progress, should_stop),
