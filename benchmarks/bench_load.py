@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from visualizer.checkpoints.edm_pickle_writer import write_edm_pickle
     from visualizer.checkpoints.safetensors_io import save_network_safetensors
-    from visualizer.models import IMAGENET64_KWARGS, TINY_KWARGS, EDMPrecond
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from nets import TINY_KWARGS  # the test-only tiny network, for --tiny
+
+    from visualizer.models import IMAGENET64_KWARGS, EDMPrecond
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     kwargs = TINY_KWARGS if args.tiny else IMAGENET64_KWARGS

@@ -31,7 +31,11 @@ from visualizer.adapters.edm import EDMAdapter  # noqa: E402
 from visualizer.inspection import Inspector, ModelSlot, Request  # noqa: E402
 from visualizer.models import EDMPrecond  # noqa: E402
 from visualizer.models.acceleration import FastBody  # noqa: E402
-from visualizer.models.config import IMAGENET64_KWARGS, TINY_KWARGS  # noqa: E402
+from visualizer.models.config import IMAGENET64_KWARGS  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from nets import TINY_KWARGS  # noqa: E402  (the test-only tiny network, for --tiny)
+
 from visualizer.models.device import pick_device  # noqa: E402
 from visualizer.models.networks import PRECISIONS  # noqa: E402
 

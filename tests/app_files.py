@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from nets import TINY_KWARGS
 
-from visualizer.models.config import TINY_KWARGS
 from visualizer.models.networks import EDMPrecond
 
 

@@ -4,6 +4,7 @@ import functools
 
 import pytest
 import torch
+from nets import tiny_kwargs
 
 from visualizer.errors import UserError
 from visualizer.models import EDMPrecond
@@ -14,8 +15,7 @@ from visualizer.trace.reductions import channel_l2, single_channel
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
-    return EDMPrecond(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-                      num_blocks=1, attn_resolutions=[8], dropout=0).eval()
+    return EDMPrecond(**tiny_kwargs()).eval()
 
 
 @pytest.fixture(scope="module")

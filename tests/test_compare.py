@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from nets import tiny_kwargs
 
 from visualizer.errors import UserError
 from visualizer.metrics.compare import compare_all, cosine_similarity, difference_map, linear_cka
@@ -82,8 +83,7 @@ def test_difference_map_is_the_reduction_of_the_difference():
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
-    return EDMPrecond(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-                      num_blocks=1, attn_resolutions=[8], dropout=0).eval()
+    return EDMPrecond(**tiny_kwargs()).eval()
 
 
 def test_compare_all_scores_every_common_layer(net):

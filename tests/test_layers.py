@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from nets import tiny_kwargs
 
 from visualizer.errors import UserError
 from visualizer.models import IMAGENET64_KWARGS, EDMPrecond
@@ -10,8 +11,7 @@ from visualizer.models.layer_names import LEGACY_NAMES, layer_shapes, layer_tabl
 
 def tiny_net() -> EDMPrecond:
     torch.manual_seed(0)
-    return EDMPrecond(img_resolution=16, img_channels=3, label_dim=10, model_channels=32, channel_mult=[1, 2],
-                      num_blocks=1, attn_resolutions=[8], dropout=0).eval()
+    return EDMPrecond(**tiny_kwargs()).eval()
 
 
 @pytest.fixture(scope="module")

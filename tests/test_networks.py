@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from nets import TINY_KWARGS
 
-from visualizer.models import IMAGENET64_KWARGS, TINY_KWARGS, EDMPrecond, infer_kwargs
+from visualizer.models import IMAGENET64_KWARGS, EDMPrecond, infer_kwargs
 
 KEYS_FILE = Path(__file__).parent / "data" / "imagenet64_state_dict_keys.txt"
 

@@ -6,10 +6,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from nets import TINY_KWARGS
 
-from visualizer.models import TINY_KWARGS, EDMPrecond
+from visualizer.adapters.edm import PRESETS
+from visualizer.models import EDMPrecond
 from visualizer.models.images import dmd2_to_uint8, edm_to_uint8, to_pil
-from visualizer.models.sampling import PRESETS, HeunSettings, dmd2_few_step, dmd2_generate, edm_sampler, edm_sigmas
+from visualizer.models.sampling import HeunSettings, dmd2_few_step, dmd2_generate, edm_sampler, edm_sigmas
 from visualizer.models.seeding import draw_latents_and_classes, make_generators, one_hot
 
 SD = 0.5  # sigma_data

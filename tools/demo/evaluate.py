@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: visualizer/ and tools/
 
 from tools.demo.training import device_name, save_classifier, train_classifier, write_json  # noqa: E402
+from visualizer.adapters.demo import DigitsTeacherAdapter  # noqa: E402
 from visualizer.checkpoints.loading import load_network  # noqa: E402
 from visualizer.digits.classifier import (  # noqa: E402
     CLASSIFIER_FILE,
@@ -40,7 +41,9 @@ from visualizer.digits.classifier import (  # noqa: E402
 from visualizer.digits.dataset import NUM_CLASSES, load_split  # noqa: E402
 from visualizer.models.device import pick_device  # noqa: E402
 from visualizer.models.networks import EDMPrecond  # noqa: E402
-from visualizer.models.sampling import PRESETS, dmd2_generate, edm_sampler  # noqa: E402
+from visualizer.models.sampling import dmd2_generate, edm_sampler  # noqa: E402
+
+PRESETS = DigitsTeacherAdapter.presets       # the demo teacher's sampler presets, where its adapter keeps them
 from visualizer.models.seeding import draw_latents_and_classes, make_generators, one_hot  # noqa: E402
 
 DEMO_TEACHER_STEPS = 18  # EDM's CIFAR-10 setting (NFE 35): 32x32 digits need no more
@@ -60,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--classifier-steps", type=int, default=2000)
     p.add_argument("--seeds-per-class", type=int, default=100)
     p.add_argument("--preset", default=None,
-                   help="teacher sampler preset (visualizer.models.sampling.PRESETS); default 'demo' where it "
+                   help="teacher sampler preset (the digits teacher adapter's presets); default 'demo' where it "
                         f"exists, else 'deterministic' with {DEMO_TEACHER_STEPS} steps")
     p.add_argument("--teacher-steps", type=int, default=None, help="override the preset's number of steps")
     p.add_argument("--real-repeats", type=int, default=2, help="renderings per digit in the real reference sets")

@@ -44,6 +44,15 @@ def get_adapter(name: str) -> type[DiffusionAdapter]:
     return adapters[name]
 
 
+def known_presets() -> dict[str, list[str]]:
+    """Preset name -> the adapters that offer it, over every registered adapter."""
+    out: dict[str, list[str]] = {}
+    for name, cls in sorted(_all().items()):
+        for preset in cls.presets:
+            out.setdefault(preset, []).append(name)
+    return out
+
+
 def detect_adapter(path: str | Path) -> str:
     """Teacher or student from the file: EDM pickles (and their conversions) are teachers, DMD2 files students."""
     from visualizer.checkpoints.loading import detect_format

@@ -37,7 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="checkpoint of the --adapter model")
     g = parser.add_argument_group("teacher sampler (default: what the embeddings were made with, else the "
                                   "adapter's own)")
-    g.add_argument("--preset", metavar="NAME", help="fid (256 steps with churn) or deterministic")
+    g.add_argument("--preset", metavar="NAME",
+                   help="teacher sampler preset (default: the embeddings' run, else the teacher adapter's own; "
+                        "an unknown name lists the valid ones)")
     g.add_argument("--num-steps", type=int, metavar="N", help="number of sampler steps")
     g = parser.add_argument_group("server")
     g.add_argument("--device", metavar="DEVICE", help="cuda, cuda:1, cpu, mps (default: the best available)")

@@ -93,16 +93,15 @@ def _sample_kwargs(adapter, key: str, config: AppConfig, sidecar: dict) -> dict:
 
 def load(config: AppConfig) -> AppState:
     """Reads the table and loads the models; every failure a user can cause is a UserError."""
-    from visualizer.adapters import detect_adapter, get_adapter
+    from visualizer.adapters import detect_adapter, get_adapter, known_presets
     from visualizer.embeddings.schema import load_embeddings
     from visualizer.inspection import ModelSlot
     from visualizer.models.device import pick_device
-    from visualizer.models.sampling import PRESETS
 
     if config.num_steps is not None and config.num_steps < 1:
         raise UserError(f"--num-steps must be at least 1, got {config.num_steps}")
-    if config.preset is not None and config.preset not in PRESETS:
-        raise UserError(f"--preset {config.preset!r} is not a sampler preset; choose from {', '.join(PRESETS)}")
+    if config.preset is not None and config.preset not in known_presets():
+        raise UserError(f"--preset {config.preset!r} is not a sampler preset; choose from {', '.join(known_presets())}")
     embeddings = load_embeddings(config.embeddings) if config.embeddings is not None else None
     sources = config.models or (models_from_sidecar(embeddings) if embeddings is not None else ())
     if embeddings is None and not sources:

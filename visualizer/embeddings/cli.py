@@ -26,8 +26,8 @@ from pathlib import Path
 
 from visualizer.cli_args import add_speed_arguments
 from visualizer.embeddings.spec import (
-    DEFAULT_LAYERS,
     MAX_FEATURES,
+    EmbedConfig,
     model_specs,
     parse_classes,
     parse_names,
@@ -36,6 +36,7 @@ from visualizer.embeddings.spec import (
     seeds_from_args,
 )
 
+D = EmbedConfig.defaults()        # every default comes from the config the pipeline runs with
 RUNS_DIR = Path("data", "runs")   # relative to the current folder, like `download`'s checkpoints/
 # Where the run goes and how fast it runs do not change what it holds, so they do not change its default name.
 _NOT_IN_NAME = ("out", "progress", "compile", "umap_backend")
@@ -53,37 +54,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", metavar="RANGES", help="e.g. 0-999 or 0-9,100-109 (inclusive ranges)")
     g.add_argument("--num-samples", type=int, metavar="N", help="N seeds from --seed-start (default 1000)")
     g.add_argument("--seed-start", type=int, metavar="S", help="first seed with --num-samples (default 0)")
-    g.add_argument("--classes", default="balanced", metavar="MODE",
-                   help="balanced (default: seed i gets class i mod classes, the same for every model), "
+    g.add_argument("--classes", default=str(D["classes"]), metavar="MODE",
+                   help=f"{D['classes']} (default; balanced: seed i gets class i mod classes, the same for every "
+                        "model), "
                         "drawn (the generator's own draw) or a list such as 3,7 (cycled over the seeds)")
     g = parser.add_argument_group("recording")
-    g.add_argument("--layers", default=",".join(DEFAULT_LAYERS), metavar="NAMES",
-                   help="comma-separated layer names, native (enc.8x8_block2) or legacy (encoder_bottleneck, "
+    g.add_argument("--layers", default=",".join(D["layers"]), metavar="NAMES",
+                   help=f"comma-separated layer names, native (enc.8x8_block2) or legacy ({','.join(D['layers'])}, "
                         "the default)")
-    g.add_argument("--steps", default="first", metavar="STEPS",
-                   help="steps of multi-step models to record: first (default; the call at sigma 80 that the "
+    g.add_argument("--steps", default=",".join(map(str, D["steps"])), metavar="STEPS",
+                   help="steps of multi-step models to record: first (the default; the call at sigma 80 that the "
                         "one-step student shares), last, all, indices, or a mix such as first,last. One-step "
                         "models always record their only step, 0")
-    g.add_argument("--pool", default="auto", metavar="POOL",
-                   help=f"spatial pooling before flattening: auto (default: flatten layers of at most "
+    g.add_argument("--pool", default=D["pool"], metavar="POOL",
+                   help=f"spatial pooling before flattening: {D['pool']} (default; auto: flatten layers of at most "
                         f"{MAX_FEATURES} values, else the smallest avgK that gets there), none, mean, avg2, avg4, ...")
     g = parser.add_argument_group("sampler and hardware")
-    g.add_argument("--preset", metavar="NAME", help="teacher sampler preset: fid (default), deterministic or demo")
+    g.add_argument("--preset", metavar="NAME",
+                   help="teacher sampler preset (default: the teacher adapter's own; an unknown name lists the "
+                        "valid ones)")
     g.add_argument("--num-steps", type=int, metavar="N", help="teacher sampler steps (default: the preset's)")
-    g.add_argument("--batch-size", type=int, default=64, metavar="B", help="seeds per batch and shard (default 64)")
+    g.add_argument("--batch-size", type=int, default=D["batch_size"], metavar="B",
+                   help=f"seeds per batch and shard (default {D['batch_size']})")
     add_speed_arguments(g)
     g.add_argument("--device", metavar="DEVICE", help="cuda, cpu, mps (default: the best available); under "
                    "torchrun each rank takes cuda:LOCAL_RANK")
     g = parser.add_argument_group("reduction")
-    g.add_argument("--pca-dims", type=int, default=50, metavar="K", help="PCA components per layer (default 50)")
-    g.add_argument("--pca-fit-rows", type=int, default=20000, metavar="N",
-                   help="rows of the random subsample the PCA is fitted on (default 20000)")
-    g.add_argument("--n-neighbors", type=int, default=15, metavar="N", help="UMAP n_neighbors (default 15)")
-    g.add_argument("--umap-backend", default="auto", choices=["auto", "umap-learn", "cuml"],
+    g.add_argument("--pca-dims", type=int, default=D["pca_dims"], metavar="K",
+                   help=f"PCA components per layer (default {D['pca_dims']})")
+    g.add_argument("--pca-fit-rows", type=int, default=D["pca_fit_rows"], metavar="N",
+                   help=f"rows of the random subsample the PCA is fitted on (default {D['pca_fit_rows']})")
+    g.add_argument("--n-neighbors", type=int, default=D["n_neighbors"], metavar="N",
+                   help=f"UMAP n_neighbors (default {D['n_neighbors']})")
+    g.add_argument("--umap-backend", default=D["umap_backend"], choices=["auto", "umap-learn", "cuml"],
                    help="auto (default): RAPIDS cuML on the GPU when installed, else umap-learn on the CPU")
-    g.add_argument("--min-dist", type=float, default=0.1, metavar="D", help="UMAP min_dist (default 0.1)")
-    g.add_argument("--random-state", type=int, default=0, metavar="S",
-                   help="seed of the PCA subsample, the randomized SVD and UMAP (default 0)")
+    g.add_argument("--min-dist", type=float, default=D["min_dist"], metavar="D",
+                   help=f"UMAP min_dist (default {D['min_dist']})")
+    g.add_argument("--random-state", type=int, default=D["random_state"], metavar="S",
+                   help=f"seed of the PCA subsample, the randomized SVD and UMAP (default {D['random_state']})")
     g = parser.add_argument_group("output")
     g.add_argument("--out", type=Path, metavar="DIR",
                    help=f"run folder (created; reused to resume). Default: {RUNS_DIR}/<checkpoint names>-<hash of "
@@ -92,7 +100,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from visualizer.embeddings.pipeline import EmbedConfig
     from visualizer.errors import UserError
 
     for option in ("pca_dims", "pca_fit_rows", "n_neighbors", "num_steps", "batch_size"):

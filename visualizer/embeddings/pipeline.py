@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from visualizer.embeddings.extract import batches, layer_shape, record_batch
 from visualizer.embeddings.pooling import pooled_features, resolve_pool
 from visualizer.embeddings.reduce import MIN_ROWS, fit_layer, project_groups, run_umap, save_basis, umap_backend
 from visualizer.embeddings.schema import COLUMNS, write_embeddings
-from visualizer.embeddings.spec import ClassSpec, ModelSpec, resolve_steps, seed_ranges
+from visualizer.embeddings.spec import EmbedConfig, ModelSpec, resolve_steps, seed_ranges
 from visualizer.embeddings.store import (
     RunFolder,
     atomic_write_text,
@@ -45,32 +45,6 @@ EXTRA_COLUMNS = ("row",)
 # Testing hook: the process dies (os._exit, no clean-up) right after committing this many shards.
 FAIL_AFTER_ENV = "VISUALIZER_FAIL_AFTER_SHARDS"
 FAIL_EXIT_CODE = 75
-
-
-@dataclass
-class EmbedConfig:
-    """Everything the user chose; `out` and `progress` do not shape the results, the rest does."""
-
-    models: list[ModelSpec]
-    seeds: list[int]
-    out: Path
-    classes: ClassSpec = field(default_factory=lambda: ClassSpec("balanced"))
-    layers: list[str] = field(default_factory=lambda: ["encoder_bottleneck"])
-    steps: tuple[str | int, ...] = ("first",)
-    preset: str | None = None
-    num_steps: int | None = None
-    batch_size: int = 64
-    device: str | None = None
-    precision: str | None = None       # None: each checkpoint's own (fp16 for the official EDM pickle)
-    compile: str = "off"               # fast path on CUDA (off, graphs, full); a speed switch, not in the fingerprint
-    pool: str = "auto"
-    pca_dims: int = 50
-    pca_fit_rows: int = 20000
-    n_neighbors: int = 15
-    min_dist: float = 0.1
-    umap_backend: str = "auto"         # umap-learn, or RAPIDS cuML on the GPU when installed (reduce.umap_backend)
-    random_state: int = 0
-    progress: bool = True
 
 
 @dataclass

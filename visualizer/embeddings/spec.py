@@ -6,18 +6,21 @@ costs a second, not a checkpoint load.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from visualizer.errors import UserError
+from visualizer.models.layer_names import BOTTLENECK
 from visualizer.trace.steps import select_steps
 
 SEED_LIMIT = 2**32          # generators are seeded with seed % 2^32; larger seeds would alias smaller ones
 MAX_FEATURES = 4096         # `--pool auto` flattens layers up to this size and average-pools larger ones below it
-DEFAULT_LAYERS = ("encoder_bottleneck",)
+DEFAULT_LAYERS = (BOTTLENECK,)
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]*")
 
 
@@ -186,3 +189,40 @@ def parse_pool(text: str) -> str:
     if m and int(m.group(1)) >= 1 and int(m.group(1)) & (int(m.group(1)) - 1) == 0:
         return "none" if m.group(1) == "1" else text
     raise UserError(f"--pool {text!r}: expected auto, none, mean or avgK with K a power of two (avg2, avg4, ...)")
+
+
+@dataclass
+class EmbedConfig:
+    """Everything the user chose; `out` and `progress` do not shape the results, the rest does."""
+
+    models: list[ModelSpec]
+    seeds: list[int]
+    out: Path
+    classes: ClassSpec = field(default_factory=lambda: ClassSpec("balanced"))
+    layers: list[str] = field(default_factory=lambda: list(DEFAULT_LAYERS))
+    steps: tuple[str | int, ...] = ("first",)
+    preset: str | None = None
+    num_steps: int | None = None
+    batch_size: int = 64
+    device: str | None = None
+    precision: str | None = None       # None: each checkpoint's own (fp16 for the official EDM pickle)
+    compile: str = "off"               # fast path on CUDA (off, graphs, full); a speed switch, not in the fingerprint
+    pool: str = "auto"
+    pca_dims: int = 50
+    pca_fit_rows: int = 20000
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    umap_backend: str = "auto"         # umap-learn, or RAPIDS cuML on the GPU when installed (reduce.umap_backend)
+    random_state: int = 0
+    progress: bool = True
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """Field -> default value: the one home of `embed`'s defaults, which its command line reads."""
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return out

@@ -1,13 +1,12 @@
 """Networks and samplers: torch only, no app, dataframe or UMAP code below this line."""
 
-from visualizer.models.config import IMAGENET64_KWARGS, TINY_KWARGS, infer_kwargs
+from visualizer.models.config import DIGITS32_KWARGS, IMAGENET64_KWARGS, infer_kwargs
 from visualizer.models.networks import DhariwalUNet, EDMPrecond, UNetBlock
 
-__all__ = ["IMAGENET64_KWARGS", "TINY_KWARGS", "DhariwalUNet", "EDMPrecond", "UNetBlock", "infer_kwargs"]
+__all__ = ["DIGITS32_KWARGS", "IMAGENET64_KWARGS", "DhariwalUNet", "EDMPrecond", "UNetBlock", "infer_kwargs"]
 
 from visualizer.models.images import dmd2_to_uint8, edm_to_uint8, to_pil  # noqa: E402
 from visualizer.models.sampling import (  # noqa: E402
-    PRESETS,
     HeunSettings,
     dmd2_few_step,
     dmd2_generate,
@@ -22,6 +21,6 @@ from visualizer.models.seeding import (  # noqa: E402
 )
 
 __all__ += [
-    "PRESETS", "HeunSettings", "dmd2_few_step", "dmd2_generate", "dmd2_to_uint8", "draw_latents_and_classes",
+    "HeunSettings", "dmd2_few_step", "dmd2_generate", "dmd2_to_uint8", "draw_latents_and_classes",
     "edm_sampler", "edm_sigmas", "edm_to_uint8", "make_generators", "one_hot", "randn_like_per_seed", "to_pil",
 ]

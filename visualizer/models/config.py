@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping
 
 import torch
 
+from visualizer.models.networks import DhariwalUNet
+
+
+def _unet_defaults() -> dict:
+    """DhariwalUNet's constructor defaults for the architecture's shape: EDM's defaults, which are ImageNet-64's."""
+    params = inspect.signature(DhariwalUNet.__init__).parameters
+    keys = ("model_channels", "channel_mult", "channel_mult_emb", "num_blocks", "attn_resolutions", "dropout")
+    return {k: list(params[k].default) if isinstance(params[k].default, tuple) else params[k].default for k in keys}
+
+
 # EDMPrecond kwargs of `edm-imagenet-64x64-cond-adm.pkl` (dropout is the training value; it is
 # inactive in eval mode). DMD2's ImageNet-64 generator is the same network.
-IMAGENET64_KWARGS: dict = dict(
-    img_resolution=64, img_channels=3, label_dim=1000, model_type="DhariwalUNet",
-    model_channels=192, channel_mult=[1, 2, 3, 4], channel_mult_emb=4, num_blocks=3,
-    attn_resolutions=[32, 16, 8], dropout=0.1,
-)
+IMAGENET64_KWARGS: dict = dict(img_resolution=64, img_channels=3, label_dim=1000, model_type="DhariwalUNet",
+                               **_unet_defaults())
 
-# A network of the same family small enough for tests, `--tiny` benchmark checks and test helpers:
-# 16x16, 10 classes, one attention level (8x8), about 0.8 M parameters, a forward in milliseconds on a CPU.
-TINY_KWARGS: dict = dict(
-    img_resolution=16, img_channels=3, label_dim=10, model_type="DhariwalUNet", model_channels=32,
-    channel_mult=[1, 2], channel_mult_emb=4, num_blocks=1, attn_resolutions=[8], dropout=0.0,
-)
+# The embedded demo's pair (visualizer/assets/demo): 32x32 coloured digits, 10 classes, 3.07 M parameters;
+# attention at 16x16 (64 channels, 1 head) and 8x8 (96 channels, 1 head).
+DIGITS32_KWARGS: dict = dict(img_resolution=32, img_channels=3, label_dim=10, model_type="DhariwalUNet",
+                             model_channels=32, channel_mult=[1, 2, 3], channel_mult_emb=4, num_blocks=2,
+                             attn_resolutions=[16, 8], dropout=0.0)
 
 
 def infer_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict:

@@ -29,6 +29,7 @@ from visualizer.errors import UserError
 from visualizer.models.networks import EDMPrecond
 
 _RESOLUTION = re.compile(r"(\d+)x(\d+)_")
+BOTTLENECK = "encoder_bottleneck"   # the default layer everywhere: the last encoder module, the most compressed
 
 
 def native_names(net: EDMPrecond) -> dict[str, str]:

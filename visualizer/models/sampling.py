@@ -31,7 +31,7 @@ from visualizer.models.device import sampler_dtype
 from visualizer.models.seeding import randn_like_per_seed
 
 __all__ = [
-    "PRESETS", "SIGMA_MAX", "Evaluation", "GeneratorSettings", "HeunSettings", "dmd2_few_step", "dmd2_generate",
+    "SIGMA_MAX", "Evaluation", "GeneratorSettings", "HeunSettings", "dmd2_few_step", "dmd2_generate",
     "edm_sampler", "edm_sigmas", "evaluations",
 ]
 
@@ -143,18 +143,6 @@ def evaluations(settings: HeunSettings | GeneratorSettings) -> list[Evaluation]:
         if i < settings.num_steps - 1:
             out.append(Evaluation(i, "heun", t_steps[i + 1]))
     return out
-
-
-PRESETS: dict[str, HeunSettings] = {
-    # ImageNet-64 FID 1.36 (EDM Table 2 / Fig. 5): 256 steps, NFE 511.
-    "fid": HeunSettings(num_steps=256, S_churn=40, S_min=0.05, S_max=50, S_noise=1.003),
-    # No churn: the probability-flow ODE. 256 steps keeps the fid preset's sigma grid, so the two
-    # presets compare step by step; the EDM paper's deterministic 64x64 runs use 40 steps (NFE 79),
-    # which `dataclasses.replace(PRESETS['deterministic'], num_steps=40)` gives.
-    "deterministic": HeunSettings(num_steps=256, S_churn=0, S_noise=1),
-    # The embedded demo's small digits teacher: deterministic, 18 steps (NFE 35), interactive on a CPU.
-    "demo": HeunSettings(num_steps=18, S_churn=0, S_noise=1),
-}
 
 
 def _denoise(net: Denoiser, x: torch.Tensor, sigma: float, class_labels: torch.Tensor | None) -> torch.Tensor:
