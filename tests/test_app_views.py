@@ -11,8 +11,10 @@ from app_files import write_synthetic_embeddings
 
 from visualizer.app import figures
 from visualizer.app.config import AppConfig, AppState
+from visualizer.app.context import default_layers
 from visualizer.app.jobs import Cancelled, ThreadedJobManager, current_job
-from visualizer.app.server import create_app, default_layers, resolve_under, thumb_url
+from visualizer.app.server import create_app
+from visualizer.app.thumbs import resolve_under, thumb_url
 from visualizer.embeddings.schema import load_embeddings
 
 

@@ -1,0 +1,287 @@
+"""The app's callbacks called directly, without a browser: real tiny models, real embeddings, real AppState.
+
+Every feature's callbacks are module-level functions `fn(ctx, *inputs) -> outputs` (visualizer.app.scatter,
+.panels, .selection); `register(app, ctx)` only wires them. Here they get what the browser would send
+(hoverData, clickData, selectedData, store contents) and their outputs are checked as the page would
+show them.
+"""
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from app_files import write_pair, write_synthetic_embeddings
+from dash import no_update
+from dash.exceptions import PreventUpdate
+
+from visualizer.app import panels, scatter, selection
+from visualizer.app.config import AppConfig, AppState, load
+from visualizer.app.context import AppContext, build_context
+from visualizer.app.ids import ID
+from visualizer.app.jobs import Cancelled
+from visualizer.app.server import create_app
+from visualizer.app.thumbs import thumb_url
+from visualizer.embeddings.schema import load_embeddings
+
+STEPS = 3
+SEEDS = 30
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("callbacks")
+    pkl, student = write_pair(folder / "ckpt")
+    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
+              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    return write_synthetic_embeddings(folder / "emb", SEEDS, models=models)
+
+
+@pytest.fixture(scope="module")
+def state(files):
+    return load(AppConfig(embeddings=files, device="cpu", num_steps=STEPS))
+
+
+@pytest.fixture()
+def ctx(state) -> AppContext:
+    return build_context(state)          # a fresh result cache per test
+
+
+@pytest.fixture(scope="module")
+def browse_ctx(files) -> AppContext:
+    """The table alone, no models (browse only)."""
+    return build_context(AppState(AppConfig(embeddings=files), load_embeddings(files), []))
+
+
+def _point(ctx: AppContext, row: int) -> dict:
+    r = ctx.frame.iloc[row]
+    return {"curveNumber": 0, "pointNumber": 0, "x": float(r["umap_x"]), "y": float(r["umap_y"]), "customdata": row,
+            "bbox": {"x0": 10, "x1": 14, "y0": 20, "y1": 24}}
+
+
+# -- the scatter ----------------------------------------------------------------------------------------
+
+def test_scatter_draw_colours_filters_and_links(ctx):
+    fig = scatter.draw(ctx, "class", None, ["teacher", "student"], [])
+    assert isinstance(fig, go.Figure) and len(fig.data) == 10
+    assert fig.data[0].name == "0 · class 0" and fig.layout.title.text == f"{2 * SEEDS} of {2 * SEEDS} points"
+    rows = sorted(int(r) for t in fig.data for r in t.customdata)
+    assert rows == list(range(2 * SEEDS))
+
+    fig = scatter.draw(ctx, "model", [1, 2], ["student"], ["link"])
+    assert [t.name for t in fig.data] == ["student"]          # one model shown: nothing to link
+    assert set(ctx.frame.loc[list(fig.data[0].customdata), "class_label"]) == {1, 2}
+    assert set(ctx.frame.loc[list(fig.data[0].customdata), "model"]) == {"student"}
+
+    fig = scatter.draw(ctx, "sigma", None, ["teacher", "student"], ["link"])
+    assert fig.data[0].mode == "lines" and len(fig.data[0].x) == SEEDS * 3   # a segment and a gap per seed
+    assert fig.data[1].marker.showscale
+
+
+def test_scatter_without_embeddings_says_so(state):
+    c = build_context(AppState(state.config, None, state.slots))
+    fig = scatter.draw(c, "class", None, [], [])
+    assert fig.layout.annotations[0].text.startswith("no embeddings loaded")
+
+
+def test_hover_shows_the_thumbnail_class_and_seed(ctx):
+    show, bbox, card = scatter.hover(ctx, {"points": [_point(ctx, 33)]})
+    r = ctx.frame.iloc[33]
+    assert show and bbox == {"x0": 10, "x1": 14, "y0": 20, "y1": 24}
+    image, title, line = card.children
+    assert image.src == thumb_url(r["image_path"]) and image.src.startswith("/thumbs/thumbs/")
+    assert title.children == f"{r['class_label']} · {r['class_name']}"
+    assert line.children.startswith(f"seed {r['seed']} · student · step 0")
+    assert scatter.hover(ctx, None) == (False, no_update, no_update)
+    for bad in (999, -1, "3", None):
+        assert scatter.hover(ctx, {"points": [{"customdata": bad}]}) == (False, no_update, no_update)
+
+
+def test_choose_a_clicked_point_or_a_typed_seed(ctx):
+    chosen, seed, label = scatter.choose(ctx, ID.scatter, {"points": [_point(ctx, 7)]}, 0, 0, 0)
+    r = ctx.frame.iloc[7]
+    assert (seed, label) == (int(r["seed"]), int(r["class_label"])) == (chosen["seed"], chosen["class_label"])
+    assert chosen["sample_id"] == r["sample_id"] == "teacher-7-0" and chosen["row"] == 7 and chosen["clicked_at"] > 0
+
+    chosen, seed, label = scatter.choose(ctx, ID.generate, None, 1, 123, 4)
+    assert (seed, label) == (123, 4) and chosen["sample_id"] is None and "row" not in chosen
+
+    with pytest.raises(PreventUpdate):
+        scatter.choose(ctx, ID.scatter, {"points": [{"customdata": 10_000}]}, 0, 0, 0)
+    for seed, label in ((None, 1), (1, None), (-1, 1)):
+        with pytest.raises(PreventUpdate):
+            scatter.choose(ctx, ID.generate, None, 1, seed, label)
+
+
+# -- the inspector panels -------------------------------------------------------------------------------
+
+def _clicked(ctx: AppContext, row: int) -> dict:
+    return scatter.choose(ctx, ID.scatter, {"points": [_point(ctx, row)]}, 0, 0, 0)[0]
+
+
+def test_first_look_fills_the_store_the_similarity_chart_and_the_status(ctx):
+    layers = ["encoder_block_0", "encoder_bottleneck"]
+    clicked = _clicked(ctx, 12)
+    first, ready, sim, status = panels.first_look(ctx, clicked, layers, "l2", None)
+    assert first == {"seed": 12, "class_label": 2, "layers": layers, "reduction": "l2"} and ready is None
+    assert [t.name for t in sim.data] == ["cosine", "CKA"]
+    assert list(sim.data[0].x) == ctx.inspector.native_layers()
+    assert "teacher vs student per layer" in sim.layout.title.text
+    assert status.startswith("sample teacher-12-0: seed 12, class 2 · class 2 — shared first input computed in")
+    assert status.endswith("; the teacher's full run follows")
+
+    first, *_ = panels.first_look(ctx, clicked, [], "topk", 3)          # no layers: the default ones
+    assert first["layers"] == ctx.default_layers and first["reduction"] == "topk:3"
+
+    out = panels.first_look(ctx, clicked, ["no_such_layer"], "l2", None)
+    assert out[:3] == (no_update, no_update, no_update) and "unknown layer(s) no_such_layer" in out[3].children
+    with pytest.raises(PreventUpdate):
+        panels.first_look(ctx, None, layers, "l2", None)
+
+
+def test_first_look_needs_models(browse_ctx):
+    with pytest.raises(PreventUpdate):
+        panels.first_look(browse_ctx, {"seed": 1, "class_label": 1}, ["midblock"], "l2", None)
+
+
+def test_render_before_and_after_the_teacher_run_and_the_slider(ctx):
+    layers = ["encoder_block_0", "midblock"]
+    first = panels.first_look(ctx, _clicked(ctx, 3), layers, "l2", None)[0]
+
+    fig, label = panels.render(ctx, first, None, 0)
+    images = [t for t in fig.data if t.type == "image"]
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(images) == 2 and len(heat) == 1 + 3 * len(layers)      # |A-B| + (teacher, student, A-B) per layer
+    assert fig.layout.title.text == "seed 3 · class 3 (class 3) · l2"
+    assert [a.text for a in fig.layout.annotations[:2]] == ["teacher · step 1/3 · σ 80", "student · 1 step · σ 80"]
+    assert label.endswith("the run is in progress or cancelled")
+    assert panels.slider(None) == (no_update, True, None, 0)
+
+    progress = []
+    ready = panels.teacher_run(ctx, progress.append, first)
+    assert progress[-1] == (str(STEPS), str(STEPS), f"step {STEPS} / {STEPS}")
+    assert ready["num_steps"] == STEPS and ready["model"] == "teacher" and ready["seed"] == 3
+    assert ready["sigmas"][0] == pytest.approx(80.0) and ready["layers"] == layers
+
+    top, disabled, marks, value = panels.slider(ready)
+    assert (top, disabled, value) == (STEPS - 1, False, 0) and sorted(marks) == list(range(STEPS))
+    assert marks[0] == "σ 80"
+
+    fig, label = panels.render(ctx, first, ready, 2)
+    assert fig.layout.annotations[0].text.startswith(f"teacher · step 3/{STEPS} · σ ")
+    assert label.startswith(f"teacher: step 3 of {STEPS}, σ = ")
+    assert label.endswith("the first step is the student's input")
+    fig, _ = panels.render(ctx, first, ready, 99)                      # clamped to the last step
+    assert fig.layout.annotations[0].text.startswith(f"teacher · step 3/{STEPS}")
+    other = {**ready, "seed": 4}                                        # another sample's run is not shown
+    assert panels.render(ctx, first, other, 1)[1].endswith("in progress or cancelled")
+    with pytest.raises(PreventUpdate):
+        panels.render(ctx, None, ready, 0)
+
+
+def test_teacher_run_stops_when_asked(ctx):
+    first = panels.first_look(ctx, _clicked(ctx, 5), ["midblock"], "l2", None)[0]
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        if len(calls) > 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        panels.teacher_run(ctx, lambda _: None, first, should_stop=should_stop)
+    assert ctx.inspector.cached_trajectory("teacher", panels.request_from(first)) is None
+    with pytest.raises(PreventUpdate):
+        panels.teacher_run(ctx, lambda _: None, None)
+
+
+def test_layer_presets_and_reduction_argument(ctx):
+    assert panels.layer_preset(ctx, ID.layers_default, 1, 0, 0) == ctx.default_layers
+    assert panels.layer_preset(ctx, ID.layers_legacy) == ctx.inspector.legacy_layers()
+    native = panels.layer_preset(ctx, ID.layers_native)
+    assert native == ctx.inspector.native_layers() and all(n.startswith(("enc.", "dec.")) for n in native)
+    assert panels.reduction_arg("l2") == (True, None)
+    disabled, value = panels.reduction_arg("channel")
+    assert not disabled and isinstance(value, int)
+
+
+# -- the selection ---------------------------------------------------------------------------------------
+
+def test_selection_fills_gallery_and_counts_and_exports_csv(ctx):
+    rows = [0, 1, 11, 31, 41, 59]
+    selected = {"points": [_point(ctx, r) for r in rows] + [{"customdata": 999}, {"customdata": "x"}]}
+    store, cards, counts, summary, disabled = selection.select(ctx, selected)
+    picked = ctx.frame.iloc[rows]
+    assert store == rows and not disabled
+    assert summary == f"6 points selected, {picked['class_label'].nunique()} classes"
+    assert [c.children[0].src for c in cards] == [thumb_url(p) for p in picked["image_path"]]
+    assert cards[0].children[1].children == "0 · seed 0"
+    assert dict(zip(counts.data[0].y, counts.data[0].x, strict=True)) == {"1 · class 1": 4, "0 · class 0": 1,
+                                                                          "9 · class 9": 1}
+
+    download = selection.export_csv(ctx, 1, store)
+    assert download["filename"] == "selection.csv"
+    content = base64.b64decode(download["content"]) if download.get("base64") else download["content"].encode()
+    exported = pd.read_csv(io.BytesIO(content))
+    assert exported["sample_id"].tolist() == picked["sample_id"].tolist()
+    np.testing.assert_allclose(exported["umap_x"], picked["umap_x"])
+
+    store, cards, counts, summary, disabled = selection.select(ctx, {"points": []})
+    assert (store, cards, summary, disabled) == ([], [], "Nothing selected.", True)
+    assert counts.layout.annotations[0].text == "class counts of the selection"
+    assert selection.select(ctx, None)[0] == []
+    for bad in ([], None, [999, -1]):
+        with pytest.raises(PreventUpdate):
+            selection.export_csv(ctx, 1, bad)
+
+
+# -- the wiring ------------------------------------------------------------------------------------------
+
+def test_register_wires_every_callback_of_every_feature(state):
+    app = create_app(state)
+    outputs = set(app.callback_map)
+    expected = {
+        "scatter.figure", "..hover-tip.show...hover-tip.bbox...hover-tip.children..",
+        "..clicked.data...seed-input.value...class-input.value..",
+        "..first-ready.data...trajectory-ready.data...similarity.figure...inspect-status.children..",
+        "trajectory-done.data", "..step-slider.max...step-slider.disabled...step-slider.marks...step-slider.value..",
+        "..panels.figure...step-label.children..", "layer-pick.value",
+        "..reduction-arg.disabled...reduction-arg.value..", "png-done.children",
+        "..selection.data...gallery.children...class-counts.figure...selection-summary.children..."
+        "export-csv.disabled..", "csv-download.data",
+    }
+    assert outputs == expected
+    assert app.callback_map["trajectory-done.data"].get("background")
+    assert isinstance(app.visualizer, AppContext) and app.visualizer.jobs is not None
+
+
+def _dispatch(client, output: str, inputs: list[tuple[str, str, object]], changed: str, state=()) -> dict:
+    """One callback request as the page sends it (POST /_dash-update-component); the response's outputs."""
+    def props(items):
+        return [{"id": i, "property": p, "value": v} for i, p, v in items]
+
+    outputs = [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in output.strip(".").split("...")]
+    body = {"output": output, "outputs": outputs if output.startswith("..") else outputs[0],
+            "inputs": props(inputs), "state": props(state), "changedPropIds": [changed]}
+    r = client.post("/_dash-update-component", json=body)
+    assert r.status_code == 200, r.data
+    return r.get_json()["response"]
+
+
+def test_the_wired_callbacks_get_the_context_and_the_trigger(state):
+    """Through Dash's own dispatch (no browser): `register` hands each function the context and, where it
+    asks for one, the id of the input that fired."""
+    app = create_app(state)
+    client = app.server.test_client()
+    client.get("/")
+    buttons = [(ID.layers_default, "n_clicks", 0), (ID.layers_legacy, "n_clicks", 0), (ID.layers_native, "n_clicks", 1)]
+    got = _dispatch(client, "layer-pick.value", buttons, "layers-native.n_clicks")
+    assert got["layer-pick"]["value"] == app.visualizer.inspector.native_layers()
+
+    got = _dispatch(client, "..clicked.data...seed-input.value...class-input.value..",
+                    [(ID.scatter, "clickData", None), (ID.generate, "n_clicks", 1)], "generate-btn.n_clicks",
+                    state=[(ID.seed_input, "value", 17), (ID.class_input, "value", 6)])
+    assert got["clicked"]["data"]["seed"] == 17 and got["seed-input"]["value"] == 17
+    assert got["class-input"]["value"] == 6

@@ -1,0 +1,52 @@
+"""Every component id of the page, as constants of `ID`: a typo fails at import rather than in a browser.
+
+One namespace for all features, because features meet through ids: the scatter's click fills the
+`clicked` store that the panels read, and it writes the seed and class pickers shown in the panels'
+box. The session stores (dcc.Store, kept per browser tab) sit at the bottom of the page (`page`).
+"""
+
+from __future__ import annotations
+
+
+class ID:
+    # the scatter (visualizer.app.scatter)
+    scatter = "scatter"
+    tooltip = "hover-tip"
+    colour_by = "colour-by"
+    class_filter = "class-filter"
+    model_toggle = "model-toggle"
+    link_seeds = "link-seeds"
+    # the inspector panels (visualizer.app.panels)
+    seed_input = "seed-input"
+    class_input = "class-input"
+    generate = "generate-btn"
+    layer_pick = "layer-pick"
+    layers_default = "layers-default"
+    layers_legacy = "layers-legacy"
+    layers_native = "layers-native"
+    reduction = "reduction"
+    reduction_arg = "reduction-arg"
+    status = "inspect-status"
+    progress_row = "progress-row"
+    progress = "teacher-progress"
+    progress_text = "progress-text"
+    cancel = "cancel-btn"
+    slider = "step-slider"
+    step_label = "step-label"
+    panels = "panels"
+    similarity = "similarity"
+    download_png = "download-png"
+    png_done = "png-done"
+    # the selection (visualizer.app.selection)
+    gallery = "gallery"
+    class_counts = "class-counts"
+    selection_summary = "selection-summary"
+    export_csv = "export-csv"
+    csv_download = "csv-download"
+    # session state
+    clicked = "clicked"                     # the chosen sample: written by the scatter, read by the panels
+    first_ready = "first-ready"             # the request whose first look is in the server cache
+    trajectory_ready = "trajectory-ready"   # the teacher's finished run (announced by the background job)
+    trajectory_done = "trajectory-done"     # the background job's own output
+    selection = "selection"                 # row numbers of the box/lasso selection
+

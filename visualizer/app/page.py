@@ -1,0 +1,34 @@
+"""The page shell: the features' layouts in their places, and the session stores.
+
+Left column: the scatter's controls and graph (`scatter`), then the selection (`selection`); right
+column: the inspector panels (`panels`). Session state lives in the dcc.Store components at the
+bottom, one set per browser tab. `FEATURES` lists the feature modules whose callbacks the server
+registers; a new feature is a module with `layout(info)` and `register(app, ctx)`, placed here.
+"""
+
+from __future__ import annotations
+
+from dash import dcc, html
+
+from visualizer.app import panels, scatter, selection
+from visualizer.app.context import LayoutInfo
+from visualizer.app.ids import ID
+from visualizer.app.ui import SMALL
+
+FEATURES = (scatter, panels, selection)
+
+
+def build_layout(info: LayoutInfo) -> html.Div:
+    return html.Div([
+        html.H3(info.title, style={"margin": "6px 0"}),
+        html.Div(info.note or "", style={**SMALL, "marginBottom": "8px"}),
+        html.Div([
+            html.Div([*scatter.layout(info), *selection.layout(info)], style={"flex": "5", "minWidth": "420px"}),
+            html.Div(panels.layout(info), style={"flex": "6", "minWidth": "460px"}),
+        ], style={"display": "flex", "gap": "12px", "alignItems": "flex-start"}),
+        dcc.Store(id=ID.clicked, storage_type="memory"),
+        dcc.Store(id=ID.first_ready, storage_type="memory"),
+        dcc.Store(id=ID.trajectory_ready, storage_type="memory"),
+        dcc.Store(id=ID.trajectory_done, storage_type="memory"),
+        dcc.Store(id=ID.selection, storage_type="memory", data=[]),
+    ], style={"fontFamily": "system-ui, sans-serif", "padding": "8px 14px", "background": "#fafafa"})

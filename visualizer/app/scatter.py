@@ -1,0 +1,242 @@
+"""The UMAP scatter: colouring, class and model filters, seed links, hover thumbnails, and the click.
+
+Layout: the controls box (colour by, class filter, model toggle, seed links) and the scatter box
+(the WebGL graph and its tooltip). Figures: `scatter_figure` (every point carries its row number as
+customdata) and `hover_card`. Callbacks, each `fn(ctx, *inputs) -> outputs`:
+
+- `draw`: the figure for the chosen colouring and filters;
+- `hover`: the tooltip (thumbnail from `/thumbs/`, class name, seed) of the point under the mouse;
+- `choose`: a clicked point, or the seed and class typed in the panels' box with "generate", goes
+  into the tab's `clicked` store, which the panels (`visualizer.app.panels`) regenerate.
+
+Row numbers coming from the browser are checked (`AppContext.row`) before use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import dash
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+from plotly.colors import qualitative
+
+from visualizer.app.context import AppContext, LayoutInfo, bind
+from visualizer.app.ids import ID
+from visualizer.app.thumbs import thumb_url
+from visualizer.app.ui import BOX, SMALL, empty_figure
+
+# Stable colours: class c always gets PALETTE[c % len], whatever is filtered, so colours never reshuffle.
+PALETTE: tuple[str, ...] = tuple(dict.fromkeys(
+    qualitative.Plotly + qualitative.D3 + qualitative.Dark24 + qualitative.Light24 + qualitative.Alphabet
+))
+MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+MODEL_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "x")
+MAX_LEGEND_CLASSES = 40     # up to this many visible classes get one legend entry each
+COLOUR_MODES = {"class": "class", "model": "model", "sigma": "noise level σ"}
+TOOLTIP_FALLBACK_BBOX = {"x0": 0, "x1": 0, "y0": 0, "y1": 0}
+
+
+# -- figures ------------------------------------------------------------------------------------------
+
+def class_colour(label: int) -> str:
+    return PALETTE[int(label) % len(PALETTE)]
+
+
+def _model_style(models: Sequence[str]) -> dict[str, tuple[str, str]]:
+    return {m: (MODEL_COLOURS[i % len(MODEL_COLOURS)], MODEL_SYMBOLS[i % len(MODEL_SYMBOLS)])
+            for i, m in enumerate(models)}
+
+
+def filter_rows(frame: pd.DataFrame, classes: Sequence[int] | None, models: Sequence[str] | None) -> pd.DataFrame:
+    """Rows of the visible classes (all when None or empty) and models (none when an empty list)."""
+    keep = np.ones(len(frame), dtype=bool)
+    if classes:
+        keep &= frame["class_label"].isin([int(c) for c in classes]).to_numpy()
+    if models is not None:
+        keep &= frame["model"].isin(list(models)).to_numpy()
+    return frame[keep]
+
+
+def link_segments(rows: pd.DataFrame, model_order: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """x, y of line segments joining each seed's points across models (first recorded step of each), NaN-separated."""
+    first = rows.sort_values("step").drop_duplicates(["model", "seed"])
+    rank = {m: i for i, m in enumerate(model_order)}
+    first = first.assign(_rank=first["model"].map(rank)).sort_values(["seed", "_rank"])
+    groups = first.groupby("seed", sort=False)
+    counts = groups.size()
+    shared = counts.index[counts >= 2]
+    if not len(shared):
+        return np.empty(0), np.empty(0)
+    chained = first[first["seed"].isin(shared)]
+    xs, ys = [], []
+    for _, g in chained.groupby("seed", sort=False):
+        xs.append(np.append(g["umap_x"].to_numpy(float), np.nan))
+        ys.append(np.append(g["umap_y"].to_numpy(float), np.nan))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def scatter_figure(
+    frame: pd.DataFrame,
+    colour_by: str = "class",
+    classes: Sequence[int] | None = None,
+    models: Sequence[str] | None = None,
+    link: bool = False,
+    model_order: Sequence[str] | None = None,
+) -> go.Figure:
+    """WebGL scatter of the embeddings; every point carries its row number (frame position) as customdata.
+
+    Hover labels are off: the app shows its own tooltip with the thumbnail. The model order fixes
+    each model's symbol and colour, so they do not change when models are hidden.
+    """
+    order = list(model_order or dict.fromkeys(frame["model"]))
+    style = _model_style(order)
+    rows = filter_rows(frame, classes, models)
+    traces: list[go.Scattergl] = []
+    if link and len(rows):
+        lx, ly = link_segments(rows, order)
+        if len(lx):
+            traces.append(go.Scattergl(x=lx, y=ly, mode="lines", name="same seed", hoverinfo="skip",
+                                       line=dict(color="rgba(90,90,90,0.35)", width=1)))
+    common = dict(mode="markers", hoverinfo="none")
+    if colour_by == "class" and rows["class_label"].nunique() <= MAX_LEGEND_CLASSES:
+        for label, g in rows.groupby("class_label", sort=True):
+            name = f"{label} · {g['class_name'].iloc[0]}"
+            traces.append(go.Scattergl(
+                x=g["umap_x"].to_numpy(), y=g["umap_y"].to_numpy(), customdata=g.index.tolist(), name=name,
+                marker=dict(color=class_colour(label), size=7, opacity=0.85,
+                            symbol=[style[m][1] for m in g["model"]] if len(order) > 1 else "circle"),
+                legendgroup=str(label), **common))
+    else:
+        shared_range = None
+        if colour_by == "sigma" and len(rows):
+            logs = np.log10(rows["sigma"].clip(lower=1e-6).to_numpy())
+            shared_range = (float(logs.min()), float(max(logs.max(), logs.min() + 1e-6)))
+        for i, (model, g) in enumerate((m, rows[rows["model"] == m]) for m in order):
+            if not len(g):
+                continue
+            colour, symbol = style[model]
+            marker = dict(size=6, opacity=0.8, symbol=symbol, color=colour)
+            if colour_by == "class":
+                marker["color"] = [class_colour(c) for c in g["class_label"]]
+            elif colour_by == "sigma":
+                marker.update(color=np.log10(g["sigma"].clip(lower=1e-6).to_numpy()), colorscale="Viridis",
+                              cmin=shared_range[0], cmax=shared_range[1],
+                              showscale=i == 0, colorbar=dict(title="log10 σ", thickness=12))
+            traces.append(go.Scattergl(x=g["umap_x"].to_numpy(), y=g["umap_y"].to_numpy(),
+                                       customdata=g.index.tolist(), name=model, marker=marker, **common))
+    fig = go.Figure(traces)
+    fig.update_layout(
+        margin=dict(l=10, r=10, t=30, b=10), hovermode="closest", clickmode="event", dragmode="zoom",
+        uirevision="scatter", legend=dict(itemsizing="constant", font=dict(size=11)),
+        title=dict(text=f"{len(rows):,} of {len(frame):,} points", font=dict(size=13), x=0.01),
+        xaxis=dict(showticklabels=False, zeroline=False, title=None),
+        yaxis=dict(showticklabels=False, zeroline=False, title=None),
+        plot_bgcolor="white",
+    )
+    return fig
+
+
+def hover_card(row: Mapping, url: str) -> html.Div:
+    """The tooltip of a scatter point: thumbnail, class and seed."""
+    return html.Div([
+        html.Img(src=url, style={"width": "96px", "height": "96px", "imageRendering": "pixelated",
+                                 "display": "block"}),
+        html.Div(f"{row['class_label']} · {row['class_name']}", style={"fontWeight": "600", "fontSize": "12px"}),
+        html.Div(f"seed {row['seed']} · {row['model']} · step {row['step']} (σ {row['sigma']:.3g})",
+                 style={"fontSize": "11px", "color": "#555"}),
+    ], className="hover-card")
+
+
+# -- layout -------------------------------------------------------------------------------------------
+
+def _controls(info: LayoutInfo) -> html.Div:
+    class_options = [{"label": f"{c} · {name}", "value": c} for c, name in info.classes]
+    return html.Div([
+        html.Div([
+            html.Label("colour by", style=SMALL),
+            dcc.RadioItems(id=ID.colour_by, options=[{"label": v, "value": k} for k, v in COLOUR_MODES.items()],
+                           value="class", inline=True, inputStyle={"marginRight": "4px"},
+                           labelStyle={"marginRight": "12px"}),
+        ]),
+        html.Div([
+            html.Label("classes (search by name or index; empty = all)", style=SMALL),
+            dcc.Dropdown(id=ID.class_filter, options=class_options, multi=True, placeholder="all classes",
+                         optionHeight=28),
+        ], style={"marginTop": "6px"}),
+        html.Div([
+            dcc.Checklist(id=ID.model_toggle, options=[{"label": m, "value": m} for m in info.embedding_models],
+                          value=list(info.embedding_models), inline=True, inputStyle={"marginRight": "4px"},
+                          labelStyle={"marginRight": "12px"}),
+            dcc.Checklist(id=ID.link_seeds, options=[{"label": "link points of the same seed", "value": "link"}],
+                          value=[], inline=True, inputStyle={"marginRight": "4px"}),
+        ], style={"display": "flex", "gap": "20px", "marginTop": "6px", "flexWrap": "wrap"}),
+    ], style=BOX)
+
+
+def _graph(info: LayoutInfo) -> html.Div:
+    return html.Div([
+        dcc.Graph(id=ID.scatter, figure=empty_figure("loading…" if info.num_points else "no embeddings loaded"),
+                  style={"height": "560px"}, clear_on_unhover=True,
+                  config={"scrollZoom": True, "displaylogo": False,
+                          "modeBarButtonsToAdd": ["select2d", "lasso2d"]}),
+        dcc.Tooltip(id=ID.tooltip, direction="right", loading_text="", style={"padding": "4px"}),
+        html.Div("Hover a point for its thumbnail; click it to regenerate it with the loaded models; "
+                 "use box or lasso select (toolbar) for a gallery.", style=SMALL),
+    ], style=BOX)
+
+
+def layout(info: LayoutInfo) -> list:
+    """The controls box, then the scatter box."""
+    return [_controls(info), _graph(info)]
+
+
+# -- callbacks ----------------------------------------------------------------------------------------
+
+def draw(c: AppContext, colour_by, classes, models, link) -> go.Figure:
+    """The scatter for the chosen colouring, classes, models and seed links."""
+    if c.frame is None:
+        return empty_figure("no embeddings loaded: start with --embeddings CSV", 400)
+    return scatter_figure(c.frame, colour_by, classes, models, bool(link), c.model_order)
+
+
+def hover(c: AppContext, hover_data) -> tuple:
+    """(show, bbox, children) of the tooltip for the point under the mouse; hidden when there is none."""
+    point = (hover_data or {}).get("points", [{}])[0]
+    r = c.row(point.get("customdata"))
+    if r is None:
+        return False, no_update, no_update
+    return True, point.get("bbox", TOOLTIP_FALLBACK_BBOX), hover_card(r, thumb_url(r["image_path"]))
+
+
+def choose(c: AppContext, trigger, click_data, _n, seed, class_label) -> tuple[dict, int, int]:
+    """(the `clicked` store, seed picker, class picker) for a click on the scatter (`trigger` = ID.scatter)
+    or for "generate" with the typed seed and class; PreventUpdate when there is nothing to regenerate."""
+    if trigger == ID.scatter:
+        point = (click_data or {}).get("points", [{}])[0]
+        r = c.row(point.get("customdata"))
+        if r is None:
+            raise PreventUpdate
+        chosen = {"seed": int(r["seed"]), "class_label": int(r["class_label"]), "sample_id": r["sample_id"],
+                  "model": r["model"], "row": int(point["customdata"])}
+    else:
+        if seed is None or class_label is None or int(seed) < 0:
+            raise PreventUpdate
+        chosen = {"seed": int(seed), "class_label": int(class_label), "sample_id": None, "model": None}
+    chosen["clicked_at"] = time.time()
+    return chosen, chosen["seed"], chosen["class_label"]
+
+
+def register(app: dash.Dash, c: AppContext) -> None:
+    app.callback(Output(ID.scatter, "figure"), Input(ID.colour_by, "value"), Input(ID.class_filter, "value"),
+                 Input(ID.model_toggle, "value"), Input(ID.link_seeds, "value"))(bind(draw, c))
+    app.callback(Output(ID.tooltip, "show"), Output(ID.tooltip, "bbox"), Output(ID.tooltip, "children"),
+                 Input(ID.scatter, "hoverData"))(bind(hover, c))
+    app.callback(Output(ID.clicked, "data"), Output(ID.seed_input, "value"), Output(ID.class_input, "value"),
+                 Input(ID.scatter, "clickData"), Input(ID.generate, "n_clicks"),
+                 State(ID.seed_input, "value"), State(ID.class_input, "value"),
+                 prevent_initial_call=True)(bind(choose, c, triggered=True))
