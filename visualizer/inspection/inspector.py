@@ -32,9 +32,11 @@ import torch
 from visualizer.adapters.base import DiffusionAdapter
 from visualizer.errors import UserError
 from visualizer.inspection.cache import LRUCache
+from visualizer.inspection.edits import MEAN_SEEDS, EditSpec, seeds_of, to_trace_edit
 from visualizer.inspection.requests import Request
 from visualizer.inspection.results import FirstLook, StepView, Trajectory
 from visualizer.metrics.compare import compare_all
+from visualizer.trace import Edit
 from visualizer.trace.reductions import parse_reduction
 
 Progress = Callable[[int, int], None]
@@ -68,6 +70,13 @@ class ModelSlot:
 
     def num_steps(self) -> int:
         return int(self.settings().num_steps)
+
+
+def relative_change(after: torch.Tensor, before: torch.Tensor) -> float:
+    """||after - before|| / ||before||: how far an edit moved a layer (0 where it did not)."""
+    with torch.no_grad():
+        norm = before.double().norm().item()
+        return (after.double() - before.double()).norm().item() / norm if norm else 0.0
 
 
 def _maps(tensors: Mapping[str, torch.Tensor], layers: Sequence[str], reduce_fn) -> dict[str, np.ndarray]:
@@ -134,6 +143,20 @@ class Inspector:
             if slot.adapter.num_classes and not 0 <= req.class_label < slot.adapter.num_classes:
                 raise UserError(f"class {req.class_label} is out of range for {slot.key} "
                                 f"(0..{slot.adapter.num_classes - 1})")
+        for spec in req.edits:
+            if spec.model not in self.slots:
+                raise UserError(f"edit: no model {spec.model!r} is loaded (loaded: {', '.join(self.slots)})")
+            if spec.layer not in self._layers:
+                raise UserError(f"edit: unknown layer {spec.layer!r}; valid names: {', '.join(self.layers())}")
+            if spec.source == "other":
+                self.partner(spec.model)
+            n = self.slots[spec.model].adapter.num_classes
+            if spec.source and spec.source.startswith("classes:") and n:
+                bad = [c for c in map(int, spec.source[8:].split("-")) if not 0 <= c < n]
+                if bad:
+                    raise UserError(f"edit: class {bad[0]} is out of range for {spec.model} (0..{n - 1})")
+            if any(seed >= 2**32 for seed in seeds_of(spec.source or "")):
+                raise UserError("edit: seeds must lie in 0 .. 2^32 - 1")
 
     # -- the shared first input ---------------------------------------------------------------------
     def request(self, req: Request | int, class_label: int | None = None, layers: Sequence[str] | None = None,
@@ -160,12 +183,21 @@ class Inspector:
         # Similarity covers every module once: the native names (the legacy ones alias the same modules).
         every = self.native_layers() or self.layers()
         views, finals, full = {}, {}, {}
+        originals, original_finals, changes = {}, {}, {}
         for key, slot in self.slots.items():
-            wanted = list(dict.fromkeys([*req.layers, *(every if pair and key in pair else [])]))
+            edited = bool(req.edits_for(key))
+            wanted = list(dict.fromkeys([*req.layers, *(every if (pair and key in pair) or edited else [])]))
             tensors, view, final = self._first_evaluation(slot, req, wanted, reduce_fn)
             views[key] = view
             if final is not None:
                 finals[key] = final
+            if edited:     # the same call without the edits, and how far every layer moved
+                before, originals[key], original_final = self._first_evaluation(slot, req.unedited(), wanted,
+                                                                                 reduce_fn)
+                if original_final is not None:
+                    original_finals[key] = original_final
+                changes[key] = {n: relative_change(tensors[n], before[n]) for n in every}
+                del before
             if pair and key in pair:
                 full[key] = {n: tensors[n] for n in every}
             del tensors
@@ -174,17 +206,65 @@ class Inspector:
             with torch.no_grad():
                 similarity = compare_all(full[pair[0]], full[pair[1]])
         full.clear()
-        return FirstLook(views, finals, similarity, pair, time.perf_counter() - start)
+        return FirstLook(views, finals, similarity, pair, time.perf_counter() - start, originals, original_finals,
+                         changes)
 
     def _first_evaluation(self, slot: ModelSlot, req: Request, names: Sequence[str], reduce_fn):
         """(full activations on the device, the step-0 view, the final image if the model is one-step)."""
+        edits = self.trace_edits(slot, req)
         with slot.lock:
             trace = slot.adapter.trace([req.seed], req.class_label, names, settings=slot.settings(),
-                                       forward_only=slot.multi_step, keep_denoised=True, to_cpu=False)
+                                       forward_only=slot.multi_step, keep_denoised=True, to_cpu=False, edits=edits)
         tensors = {n: trace[(n, 0)] for n in names}
         image = slot.adapter.to_uint8(trace.denoised[0][:1])[0]
         view = StepView(0, trace.sigmas[0], image, _maps(tensors, req.layers, reduce_fn))
         return tensors, view, None if slot.multi_step else trace.images[0]
+
+    # -- edits --------------------------------------------------------------------------------------
+    def partner(self, model: str) -> ModelSlot:
+        """The other model of the compared pair: where an edit's 'other' source comes from."""
+        pair = self.pair
+        if not pair or model not in pair:
+            raise UserError(f"edit: {model!r} has no partner to take activations from (loaded: {list(self.slots)})")
+        return self.slots[pair[1] if model == pair[0] else pair[0]]
+
+    def trace_edits(self, slot: ModelSlot, req: Request) -> list[Edit]:
+        """The trace Edits of `req` for one model, their values computed from the sources they name."""
+        out = []
+        for spec in req.edits_for(slot.key):
+            if spec.layer not in self._layers:
+                raise UserError(f"edit: unknown layer {spec.layer!r}; valid names: {', '.join(self.layers())}")
+            shape = slot.adapter.layer_shapes()[spec.layer][1:]
+            out.append(to_trace_edit(spec, shape, self._edit_value(slot, req, spec)))
+        return out
+
+    def _edit_value(self, slot: ModelSlot, req: Request, spec: EditSpec):
+        """The replacement, mean or direction of one edit, on the model's device; None where none is needed."""
+        if spec.source is None:
+            return None
+        kind = spec.source.partition(":")[0]
+        if kind == "other":
+            # The partner at the shared first input: it replaces the first call only (the teacher's later
+            # steps see other inputs), so a teacher target gets a {step 0: value} mapping.
+            other = self.partner(slot.key)
+            with other.lock:
+                t = other.adapter.trace([req.seed], req.class_label, [spec.layer], forward_only=True,
+                                        settings=other.settings(), to_cpu=False)
+            value = t[(spec.layer, 0)].to(slot.adapter.device)
+            return {0: value} if slot.multi_step else value
+        if kind == "classes":
+            a, b = (int(c) for c in spec.source.partition(":")[2].split("-"))
+            seeds = range(MEAN_SEEDS)
+            with slot.lock:
+                means = [slot.adapter.trace(seeds, c, [spec.layer], forward_only=True, settings=slot.settings(),
+                                            to_cpu=False)[(spec.layer, 0)].mean(0) for c in (a, b)]
+            return means[0] - means[1]
+        seeds = seeds_of(spec.source)
+        with slot.lock:
+            t = slot.adapter.trace(seeds, req.class_label, [spec.layer], steps="all", settings=slot.settings(),
+                                   to_cpu=False)
+        per_step = {s: t[(spec.layer, s)].mean(0, keepdim=True) for s in t.steps}
+        return per_step if slot.multi_step else per_step[0]
 
     # -- a multi-step model's whole run ----------------------------------------------------------------
     def trajectory_key(self, model: str, req: Request) -> tuple:
@@ -221,8 +301,9 @@ class Inspector:
             should_stop()
         # Maps and estimates stay on the model's device until the run ends, so the GPU never waits for
         # Python between evaluations.
+        edits = self.trace_edits(slot, req)
         with slot.lock:
-            trace = slot.adapter.trace([req.seed], req.class_label, req.layers, steps="all",
+            trace = slot.adapter.trace([req.seed], req.class_label, req.layers, steps="all", edits=edits,
                                        reduce=parse_reduction(req.reduction), settings=slot.settings(),
                                        keep_denoised=True, to_cpu=False, callback=on_evaluation)
         with torch.no_grad():    # converted on the device, then one small copy each (float16 maps, uint8 images)

@@ -5,7 +5,7 @@ Plain data with their sizes in bytes, which is what the cache bounds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,10 +31,15 @@ class FirstLook:
     similarity: dict[str, dict[str, float]] | None     # layer -> {'cosine', 'cka'}, for exactly two models
     pair: tuple[str, str] | None                       # the two models the similarity compares
     seconds: float
+    originals: dict[str, StepView] = field(default_factory=dict)        # edited models: their unedited view
+    original_finals: dict[str, np.ndarray] = field(default_factory=dict)  # ... and unedited final image
+    changes: dict[str, dict[str, float]] = field(default_factory=dict)  # edited model -> layer -> relative change
 
     @property
     def nbytes(self) -> int:
-        return sum(v.nbytes for v in self.views.values()) + sum(f.nbytes for f in self.finals.values()) + 4096
+        views = [*self.views.values(), *self.originals.values()]
+        finals = [*self.finals.values(), *self.original_finals.values()]
+        return sum(v.nbytes for v in views) + sum(f.nbytes for f in finals) + 4096
 
 
 @dataclass
