@@ -1,0 +1,127 @@
+"""The causal tools' speed goals (issue 17): an edited student regeneration and the patch sweep.
+
+- GPU (random-weight ImageNet-64 nets, `--compile full --precision bf16`): an edited student
+  regeneration with 37 l2 heatmaps (the teacher's bottleneck patched in), GPU time by CUDA events,
+  goal < 20 ms; the 37-layer teacher-into-student sweep over 64 seeds, wall time, goal < 10 s.
+- CPU (`--demo`, the shipped pair): an edited student regeneration through the app's engine
+  (first look with the teacher's bottleneck patched in, originals and per-layer changes included),
+  goal < 0.3 s median.
+
+    python benchmarks/bench_causal.py                 # on a GPU
+    python benchmarks/bench_causal.py --demo          # the 2-core CPU machine
+    python benchmarks/bench_causal.py --tiny          # checks the script
+
+Prints a table and writes benchmarks/out/causal.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT), str(ROOT / "tests")]
+
+from bench_performance import randomize_zero_init, timed  # noqa: E402
+from nets import TINY_KWARGS  # noqa: E402
+
+from visualizer.adapters.dmd2 import DMD2Adapter  # noqa: E402
+from visualizer.adapters.edm import EDMAdapter  # noqa: E402
+from visualizer.inspection import Inspector, Request  # noqa: E402
+from visualizer.inspection.edits import EditSpec  # noqa: E402
+from visualizer.metrics.causal import patch_sweep  # noqa: E402
+from visualizer.models import IMAGENET64_KWARGS, EDMPrecond  # noqa: E402
+from visualizer.models.device import pick_device  # noqa: E402
+from visualizer.models.layer_names import BOTTLENECK  # noqa: E402
+from visualizer.trace import Edit  # noqa: E402
+
+
+def gpu_and_sweep(tiny: bool, device: torch.device, compile: str, precision: str, clicks: int) -> dict:
+    torch.manual_seed(0)
+    base = randomize_zero_init(EDMPrecond(**(TINY_KWARGS if tiny else dict(IMAGENET64_KWARGS, dropout=0.0))))
+    teacher = EDMAdapter(copy.deepcopy(base), device=device, precision=precision, compile=compile)
+    student = DMD2Adapter(copy.deepcopy(base), device=device, precision=precision, compile=compile)
+    layers = student.net.model.block_names()
+    t = teacher.trace([0], 1, [BOTTLENECK], forward_only=True, to_cpu=False)
+    edit = [Edit.replace(BOTTLENECK, t[(BOTTLENECK, 0)])]
+
+    def click(k: int) -> None:
+        student.trace([k], k % student.num_classes, layers, reduce="l2", edits=edit, to_cpu=False)
+
+    for k in range(3):
+        click(k)                  # compile, capture
+    gpu = []
+    for k in range(clicks):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            click(k)
+            end.record()
+            torch.cuda.synchronize()
+            gpu.append(start.elapsed_time(end) / 1e3)
+        else:
+            gpu.append(timed(lambda k=k: click(k), device)[0])
+    seeds = list(range(8 if tiny else 64))
+    classes = [s % student.num_classes for s in seeds]
+    patch_sweep(teacher, student, seeds[:2], classes[:2], layers[:2], batch_size=64)      # warm the batch shapes
+    sweep_s, rows = timed(lambda: patch_sweep(teacher, student, seeds, classes, layers, batch_size=64), device)
+    return {"edited_student_click_s": statistics.median(gpu), "timing": "cuda events" if device.type == "cuda"
+            else "wall", "sweep_s": sweep_s, "sweep_layers": len(rows), "sweep_seeds": len(seeds),
+            "largest_layer": max(rows, key=lambda r: r.rmse).layer, "eager_edit_calls": 0 if student.net.body is None
+            else student.net.body.counts["eager_edit"]}
+
+
+def demo_click(clicks: int) -> dict:
+    from visualizer.app.config import demo_config, load
+
+    state = load(demo_config())
+    torch.set_num_threads(2)
+    ins = Inspector(*state.slots)
+    layers = ins.legacy_layers()
+    times = []
+    for k in range(clicks + 1):
+        req = Request.make(100 + k, k % 10, layers, edits=[EditSpec("student", BOTTLENECK, "replace", source="other")])
+        t, _ = timed(lambda r=req: ins.first_look(r), torch.device("cpu"))
+        times.append(t)
+    return {"edited_demo_first_look_s": statistics.median(times[1:]), "all_s": times}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tiny", action="store_true")
+    p.add_argument("--demo", action="store_true", help="the CPU goal on the shipped demo pair")
+    p.add_argument("--device", default=None)
+    p.add_argument("--compile", default="full", choices=["off", "graphs", "full"])
+    p.add_argument("--precision", default="bf16", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--clicks", type=int, default=10)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "causal.json")
+    args = p.parse_args(argv)
+    results: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
+                     "command": " ".join(["python", "benchmarks/bench_causal.py", *(argv or sys.argv[1:])])}
+    if args.demo:
+        results["demo"] = demo_click(args.clicks)
+        print(f"edited demo student regeneration (first look, CPU): {results['demo']['edited_demo_first_look_s']:.3f} s"
+              " median (goal 0.3 s)")
+    else:
+        device = pick_device(args.device)
+        results["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+        r = results["gpu"] = gpu_and_sweep(args.tiny, device, args.compile, args.precision, args.clicks)
+        print(f"edited student click: {r['edited_student_click_s'] * 1e3:.2f} ms ({r['timing']}; goal 20 ms)")
+        print(f"sweep: {r['sweep_layers']} layers x {r['sweep_seeds']} seeds in {r['sweep_s']:.2f} s (goal 10 s); "
+              f"largest: {r['largest_layer']}; eager edit calls {r['eager_edit_calls']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
