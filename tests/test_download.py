@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,6 +29,12 @@ class _Handler(BaseHTTPRequestHandler):
         srv: _Server = self.server  # type: ignore[assignment]
         rng = self.headers.get("Range")
         srv.requests.append((self.path, rng))
+        if self.path in srv.redirects:
+            self.send_response(302)
+            self.send_header("Location", srv.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = srv.files.get(self.path)
         if body is None:
             self.send_error(404)
@@ -46,12 +53,31 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         rest = body[start:]
+        if srv.no_length and not start:  # a body that ends when the connection does
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(rest)
+            self.close_connection = True
+            return
+        if srv.short_length and not start:  # a Content-Length that stops short of the file, honestly sent
+            rest = rest[: len(rest) - srv.short_length]
         self.send_header("Content-Length", str(len(rest)))
         self.end_headers()
+        if srv.drip_every is not None:  # one byte at a time: never idle long enough for a read timeout
+            for i in range(len(rest)):
+                time.sleep(srv.drip_every)
+                try:
+                    self.wfile.write(rest[i:i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+            return
         if srv.cut_after is not None:  # promise the whole body, send part of it, hang up
             self.wfile.write(rest[: srv.cut_after])
             self.wfile.flush()
             srv.cut_after = None
+            if srv.replace_after_cut is not None:  # and publish another file of the same length meanwhile
+                srv.files[self.path] = srv.replace_after_cut
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -67,6 +93,11 @@ class _Server(ThreadingHTTPServer):
         self.requests: list[tuple[str, str | None]] = []
         self.cut_after: int | None = None
         self.ignore_range = False
+        self.redirects: dict[str, str] = {}
+        self.no_length = False
+        self.short_length = 0
+        self.drip_every: float | None = None
+        self.replace_after_cut: bytes | None = None
 
     def url(self, path: str = "/ckpt/model.pkl") -> str:
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
@@ -298,3 +329,162 @@ def test_command_line_selection():
     with pytest.raises(SystemExit):
         parser.parse_args(["--all", "--which", "edm"])
 
+
+
+# -- faults an attack on the downloader found, each served by the local server -------------------------
+
+PAYLOAD2 = bytes(reversed(PAYLOAD))  # another file of the same length
+DIGEST2 = hashlib.sha256(PAYLOAD2).hexdigest()
+
+
+def test_short_content_length_is_not_taken_as_the_end(server, tmp_path):
+    server.short_length = 1000
+    dest = _get(server, tmp_path / "model.pkl")
+    assert dest.read_bytes() == PAYLOAD          # Content-Range gave the real size: the rest came by a resume
+    assert [r for _, r in server.requests] == ["bytes=0-", f"bytes={len(PAYLOAD) - 1000 - dl.RESUME_OVERLAP}-"]
+    with pytest.raises(UserError, match=f"the server says the file has {len(PAYLOAD) - 1000} bytes, "
+                                        f"expected {len(PAYLOAD)}"):
+        _get(server, tmp_path / "sized.pkl", expected_size=len(PAYLOAD))
+    assert _leftovers(tmp_path) == ["model.pkl"]
+
+
+def test_resume_answered_with_other_bytes_starts_over(server, tmp_path):
+    dest = tmp_path / "model.pkl"
+    server.cut_after = 300_000
+    server.replace_after_cut = PAYLOAD2
+    _get(server, dest, expected_size=len(PAYLOAD), retries=2)
+    assert dest.read_bytes() == PAYLOAD2         # all of the new file, none of the old
+    assert [r for _, r in server.requests] == [None, f"bytes={300_000 - dl.RESUME_OVERLAP}-", None]
+
+
+def test_body_without_length_is_capped(server, tmp_path):
+    server.no_length = server.ignore_range = True   # no Content-Length, no Content-Range: it ends when it closes
+    with pytest.raises(UserError, match="sent more than the limit of 100000 bytes"):
+        _get(server, tmp_path / "model.pkl", max_size=100_000)
+    assert _leftovers(tmp_path) == []
+    assert _get(server, tmp_path / "model.pkl").read_bytes() == PAYLOAD    # under the cap
+    server.no_length = server.ignore_range = False
+    with pytest.raises(UserError, match="says the file has .* more than the limit of 1000"):  # refused unread
+        _get(server, tmp_path / "capped.pkl", max_size=1000)
+    assert _leftovers(tmp_path) == ["model.pkl"]
+
+
+def test_redirects_stay_within_the_origin(server, tmp_path):
+    other = _Server()
+    thread = threading.Thread(target=other.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        server.redirects["/moved.pkl"] = other.url()           # another origin (another port)
+        server.redirects["/local.pkl"] = "file:///etc/passwd"
+        server.redirects["/same.pkl"] = "/ckpt/model.pkl"      # the same origin: followed
+        for path, where in (("/moved.pkl", f"redirected to {other.url().rsplit('/', 2)[0]}"), ("/local.pkl", "file:")):
+            with pytest.raises(UserError, match=f"{where}.*not allowed"):
+                dl.download_url(server.url(path), tmp_path / "m.pkl", progress=False, retry_wait=0)
+        assert other.requests == [] and _leftovers(tmp_path) == []
+        assert dl.download_url(server.url("/same.pkl"), tmp_path / "s.pkl", sha256=DIGEST,
+                               progress=False).read_bytes() == PAYLOAD
+    finally:
+        other.shutdown()
+        other.server_close()
+        thread.join(5)
+
+
+def test_redirect_policy_of_a_known_file_allows_its_listed_hosts_over_https():
+    import urllib.parse
+    import urllib.request
+
+    policy = dl._RedirectPolicy(urllib.parse.urlparse("https://files.example.org/a.pkl"), ("cdn.example.org",))
+    req = urllib.request.Request("https://files.example.org/a.pkl")
+    assert policy.redirect_request(req, None, 302, "Found", {}, "https://cdn.example.org/x").full_url == \
+        "https://cdn.example.org/x"
+    same = "https://files.example.org/b.pkl"
+    assert policy.redirect_request(req, None, 302, "Found", {}, same).full_url == same
+    for bad in ("http://cdn.example.org/x", "https://evil.example.org/x", "http://files.example.org/a.pkl"):
+        with pytest.raises(dl._Refused):
+            policy.redirect_request(req, None, 302, "Found", {}, bad)
+
+
+def test_url_without_a_file_name_is_refused_before_any_request(server, tmp_path):
+    for path in ("/ckpt/..", "/%2e%2e", "/ckpt/.hidden"):
+        with pytest.raises(UserError, match="cannot name a file"):
+            dl.download_url(server.url(path), progress=False)
+    assert server.requests == [] and _leftovers(tmp_path / "cache") == []
+
+
+def test_overall_deadline_stops_a_slow_server(server, tmp_path):
+    server.drip_every = 0.2          # a byte every 0.2 s: the 2 s read timeout never fires
+    start = time.monotonic()
+    with pytest.raises(UserError, match="within its deadline of 1 s.*is kept and a rerun resumes it"):
+        _get(server, tmp_path / "model.pkl", timeout=2, deadline=1)
+    assert time.monotonic() - start < 1 + 2 + 2       # the deadline, at most one read timeout, slack
+    assert _leftovers(tmp_path) == ["model.pkl.part"]
+
+
+# -- trust on first use: the official files' sha256 and size, recorded in the cache folder ----------------
+
+
+@pytest.fixture
+def official(server, monkeypatch):
+    """The local server's file standing in for the official EDM pickle (no hash shipped)."""
+    c = dl.KnownCheckpoint("edm-imagenet-64", "stand-in", "model.pkl", url=server.url())
+    monkeypatch.setitem(dl.KNOWN_CHECKPOINTS, c.name, c)
+    return c
+
+
+def test_first_download_records_the_official_file_and_later_uses_check_it(server, official, tmp_path):
+    import json
+
+    got = dl.fetch("edm", tmp_path / "ckpt", progress=False)
+    assert got == tmp_path / "ckpt" / "edm" / "model.pkl" and got.read_bytes() == PAYLOAD
+    record = json.loads(dl.records_path().read_text())[server.url()]
+    assert (record["sha256"], record["size"], record["files"]) == (DIGEST, len(PAYLOAD), [str(got.resolve())])
+    fetched = len(server.requests)
+    assert dl.fetch("edm", tmp_path / "ckpt", progress=False) == got     # checked against the record, no request
+    assert dl.resolve_checkpoint(server.url()) == tmp_path / "cache" / "model.pkl"   # a second copy, checked too
+    assert len(server.requests) == fetched + 1 and server.requests[-1][1] is None   # hash known: a plain GET
+
+    server.files["/ckpt/model.pkl"] = PAYLOAD2         # the server now has another file under the same URL
+    got.unlink()
+    with pytest.raises(UserError, match=f"sha256 {DIGEST2}, expected {DIGEST} \\(recorded on its first download"):
+        dl.fetch("edm", tmp_path / "ckpt", progress=False)
+    assert not got.exists()
+
+    got.write_bytes(PAYLOAD2)                          # a local copy that changed is refused where it is loaded
+    with pytest.raises(UserError, match="the file changed"):
+        dl.resolve_checkpoint(got)
+    with pytest.raises(UserError, match="the file changed"):
+        dl.resolve_checkpoint(str(got.parent))
+
+
+def test_sha256_pins_the_hash(server, official, tmp_path):
+    parser = argparse.ArgumentParser()
+    dl.configure(parser)
+    with pytest.raises(UserError, match=f"expected {'0' * 64} \\(pinned\\)"):
+        dl.fetch("edm", tmp_path, progress=False, sha256="0" * 64)
+    assert not dl.records_path().exists() and not (tmp_path / "edm" / "model.pkl").exists()
+    args = parser.parse_args(["--which", "edm", "--sha256", DIGEST.upper(), "--dest", str(tmp_path), "--no-progress"])
+    assert dl.run(args) == 0 and dl.recorded(server.url())["sha256"] == DIGEST
+    with pytest.raises(UserError, match="exactly one checkpoint"):
+        dl.run(parser.parse_args(["--all", "--sha256", DIGEST]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--which", "edm", "--sha256", "abc"])
+
+
+def test_hub_files_are_trusted_on_first_use(tmp_path):
+    served = [PAYLOAD]
+
+    def hub(**kw):  # stands in for hf_hub_download: writes the file where it would
+        path = Path(kw["local_dir"]) / kw["filename"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_bytes(served[0])
+        return str(path)
+
+    got = dl.fetch("dmd2-fid1.28", tmp_path, hub_download=hub)
+    assert dl.recorded(dl.lookup("dmd2-fid1.28").record_key)["sha256"] == DIGEST
+    assert dl.fetch("dmd2-fid1.28", tmp_path, hub_download=hub) == got
+    got.write_bytes(PAYLOAD2)
+    with pytest.raises(UserError, match="the file changed"):
+        dl.fetch("dmd2-fid1.28", tmp_path, hub_download=hub)
+    with pytest.raises(UserError, match="the file changed"):
+        dl.resolve_checkpoint(got.parent)              # the run folder, as --student takes it
