@@ -251,5 +251,5 @@ def test_edits_on_the_fast_path_on_cuda(mode):
     assert rel(edited.layer(layer), eager.layer(layer)) < 1e-5, rel(edited.layer(layer), eager.layer(layer))
     counts = fast.net.body.counts
     assert counts["eager"] == 0 and counts["eager_edit"] == 0, counts
-    assert counts["capture"] - before.get("capture", 0) <= 2, counts    # at most one graph per set of edited blocks
+    assert counts["capture"] - before.get("capture", 0) <= 1, counts    # one editable graph for any set of edits
     assert counts["replay"] - before["replay"] == 14 and again.final.shape == edited.final.shape, counts

@@ -16,11 +16,13 @@ order: traces and user hooks see the same tensors as in eager mode.
 Edits reach the graph through the hooks of the trace core (`trace.recorder.Tap`): a hook with an
 `edit()` method returns this call's edit as a pair (scale, shift), applied as y' = scale * y + shift
 to that block's output inside the graph; the pair is an input of the graph, so an edited call
-replays a graph captured once per shape and set of edited blocks. Such hooks are then given the
-edited output through `observe`. Plain hooks get an empty `inputs` tuple and must not return a
-replacement output. Anything the fast path cannot honour (an edit with no (scale, shift) form,
-pre-hooks or keyword hooks on a block, hooks on modules inside a block or outside the blocks,
-autograd, training mode) runs that call eagerly, counted in `counts`.
+replays a graph captured once per shape: an editable graph takes every block's pair as an input
+(identity for blocks not edited), so no set of edits recompiles it; edited calls too large for a
+graph run the hook-free body eagerly. Such hooks are then given the edited output through `observe`.
+Plain hooks get an empty `inputs` tuple and must not return a replacement output. Anything the fast
+path cannot honour (an edit with no (scale, shift) form, pre-hooks or keyword hooks on a block, hooks
+on modules inside a block or outside the blocks, autograd, training mode) runs that call eagerly,
+counted in `counts`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -54,9 +56,10 @@ def apply_affine(y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
 class _Graph:
     graph: torch.cuda.CUDAGraph
     inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]   # static buffers the replay reads
-    edits: Edits                                                     # ... with the edits' (scale, shift)
+    edits: Edits                                                     # ... every block's (scale, shift) if editable
     out: torch.Tensor                                                # ... and writes
     kept: dict[str, torch.Tensor]
+    dirty: set[str] = field(default_factory=set)                     # blocks whose edit buffers are not identity
 
 
 def _hooks(module: nn.Module) -> bool:
@@ -120,19 +123,23 @@ class FastBody:
             # Graphs keep every block once any is hooked, so a new choice of layers replays the same graph.
             taps = self.all_taps if hooked else ()
             with self._lock:
-                g = self._graph(x, noise_labels, class_labels, taps, edits)
+                g = self._graph(x, noise_labels, class_labels, taps, bool(edits))
                 for static, new in zip(g.inputs, (x, noise_labels, class_labels), strict=True):
                     if static is not None:
                         static.copy_(new)
-                for name, pair in edits.items():
-                    for static, new in zip(g.edits[name], pair, strict=True):
-                        static.copy_(new)
+                if g.edits:
+                    self._load_edits(g, edits)
                 g.graph.replay()
                 self.counts["replay"] += 1
                 out, kept = g.out.clone(), {n: g.kept[n].clone() for n in hooked}   # the next replay overwrites g's
+        elif edits:
+            # Large edited batches run the hook-free body eagerly: a compiled body would be recompiled for every
+            # set of edited blocks (the editable graphs above carry every block's edit as an input instead).
+            self.counts["direct_edit"] += 1
+            out, kept = self._body(x, noise_labels, class_labels, taps=tuple(hooked), edits=edits)
         else:
             self.counts["direct"] += 1
-            out, kept = self.fn(x, noise_labels, class_labels, taps=tuple(hooked), edits=edits)
+            out, kept = self.fn(x, noise_labels, class_labels, taps=tuple(hooked))
         for name in hooked:
             block = self.blocks[name]
             for hook in list(block._forward_hooks.values()):
@@ -142,6 +149,19 @@ class FastBody:
                     raise RuntimeError(f"a forward hook on {name} returned a new output; hooks that replace "
                                        "outputs need the eager path (compile 'off'), or an edit (visualizer.trace)")
         return out
+
+    @staticmethod
+    def _load_edits(g: _Graph, edits: Edits) -> None:
+        """Writes this call's edits into an editable graph's buffers; blocks edited last time go back to identity."""
+        for name, (scale, shift) in g.edits.items():
+            if name in edits:
+                scale.copy_(edits[name][0])       # broadcasts [C,1,1], [1,C,H,W] or a number to the buffer
+                shift.copy_(edits[name][1])
+                g.dirty.add(name)
+            elif name in g.dirty:
+                scale.fill_(1)
+                shift.zero_()
+                g.dirty.discard(name)
 
     def _edits(self, hooked: list[str]) -> Edits | None:
         """This call's edits per block from the hooks that have them; None when one needs the eager path."""
@@ -172,27 +192,34 @@ class FastBody:
         return hooked
 
     def _graph(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None,
-               taps: tuple[str, ...], edits: Edits | None = None) -> _Graph:
-        edits = edits or {}
+               taps: tuple[str, ...], editable: bool = False) -> _Graph:
+        """The graph for this input shape; an editable one takes every block's (scale, shift) as an input
+        (identity by default), so any set of edits replays one graph, compiled once."""
         key = (x.device, x.dtype, tuple(x.shape), tuple(noise_labels.shape),
                None if class_labels is None else (class_labels.dtype, tuple(class_labels.shape)), bool(taps),
-               tuple((n, tuple(s.shape), tuple(b.shape)) for n, (s, b) in sorted(edits.items())))
+               editable)
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._graphs[key]
         static = (x.clone(), noise_labels.clone(), None if class_labels is None else class_labels.clone())
-        static_edits = {n: (s.clone(), b.clone()) for n, (s, b) in edits.items()}
+        static_edits: Edits = {}
+        if editable:
+            with torch.no_grad():
+                _, outputs = self._body(*static, taps=self.all_taps)
+            static_edits = {n: (torch.ones(y.shape, device=y.device), torch.zeros(y.shape, device=y.device))
+                            for n, y in outputs.items()}
+            del outputs
         # Compilation, autotuning and cuDNN's algorithm search happen in these warm-up calls, not in the capture.
         side = torch.cuda.Stream(device=x.device)
         side.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self.fn(*static, taps=taps, edits=static_edits)
+                self.fn(*static, taps=taps, edits=static_edits or None)
         torch.cuda.current_stream(x.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: another thread's model may launch work while this one captures.
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            out, kept = self.fn(*static, taps=taps, edits=static_edits)
+            out, kept = self.fn(*static, taps=taps, edits=static_edits or None)
         self.counts["capture"] += 1
         self._graphs[key] = _Graph(graph, static, static_edits, out, kept)
         while len(self._graphs) > self.max_graphs:

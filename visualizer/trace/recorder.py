@@ -84,6 +84,7 @@ class Tap:
             return None
         if not all(e.affine_form for e in active):
             return FALLBACK
+        self.tracer.edited_calls += 1
         return self.tracer.affine(self, active)
 
     def observe(self, module: nn.Module, output: torch.Tensor) -> None:
