@@ -19,13 +19,15 @@ COMMANDS = {
     "download": ("visualizer.checkpoints.download", "fetch the official EDM and DMD2 ImageNet-64 checkpoints"),
     "embed": ("visualizer.embeddings.cli", "generate samples, record activations, write the UMAP embeddings"),
     "app": ("visualizer.app.cli", "start the web app (no options: the embedded demo)"),
+    "compare": ("visualizer.metrics.cli", "teacher vs student over many samples: debiased CKA with intervals and "
+                                          "nulls, sigma alignment (JSON and CSV)"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m visualizer",
-        description="Look inside distilled diffusion models: convert, download, embed, app.",
+        description="Look inside distilled diffusion models: convert, download, embed, app, compare.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     argv = sys.argv[1:] if argv is None else argv

@@ -1,9 +1,16 @@
-"""How alike two activations of the same layer are: teacher vs student, one seed vs another, step vs step.
+"""How alike two activations of the same layer are for one sample: teacher vs student, one seed vs another.
 
 Inputs are [B, C, H, W] (or one unbatched [C, H, W]); per-sample scores come back as float64 [B]
 (a 0-d tensor for unbatched input). Cosine similarity compares the two tensors element by element,
 so it needs equal shapes; linear CKA compares the *representations* (which positions look alike to
 the layer), so it ignores rotations and scale of the channel space and works across widths.
+
+One sample's score is descriptive, never a conclusion: uncentred cosine is dominated by the mean
+activation every sample shares, and CKA with spatial positions as examples is inflated by the
+layer's shape (two independent Gaussian tensors of 96x8x8 score about 0.6). So `sample_scores`
+reports centred cosine (each model's mean activation over reference samples removed) and CKA, each
+beside two baselines: independent noise of the layer's shape, and the same model on a different
+seed of the same class. Comparisons over many samples live in `visualizer.metrics.cka`.
 """
 
 from __future__ import annotations
@@ -70,6 +77,80 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         cross = (y.transpose(1, 2) @ x).pow(2).sum((1, 2))
     out = cross / (torch.linalg.matrix_norm(gx) * torch.linalg.matrix_norm(gy))
     return out[0] if a.ndim == 3 else out
+
+
+def centred_cosine(a: torch.Tensor, b: torch.Tensor, mean_a: torch.Tensor, mean_b: torch.Tensor) -> torch.Tensor:
+    """Cosine of (a - mean_a) and (b - mean_b) per sample: [B] float64 (0-d for unbatched input).
+
+    The means are each model's average activation of that layer ([C, H, W], e.g. from
+    `reference_means`), so what every sample shares does not count as agreement.
+    """
+    _same_shape(a, b, "centred_cosine")
+    return cosine_similarity(a.double() - mean_a.to(a.device).double(), b.double() - mean_b.to(a.device).double())
+
+
+def noise_baseline(shape: tuple[int, ...] | torch.Size, draws: int = 32, seed: int = 0,
+                   confidence: float = 0.95) -> dict[str, dict[str, float]]:
+    """What two independent standard-normal tensors of one layer's shape [C, H, W] score.
+
+    {'cosine_centred' | 'cka': {'mean', 'lo', 'hi'}} over `draws` pairs (quantiles at `confidence`).
+    Centred cosine of noise is about 0 +- 1/sqrt(C H W); spatial CKA is far from 0 when channels
+    outnumber positions.
+    """
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn((draws, *shape), generator=g, dtype=torch.float64)
+    b = torch.randn((draws, *shape), generator=g, dtype=torch.float64)
+    zero = torch.zeros(tuple(shape), dtype=torch.float64)
+    return {"cosine_centred": _spread(centred_cosine(a, b, zero, zero), confidence),
+            "cka": _spread(linear_cka(a, b), confidence)}
+
+
+def _spread(values: torch.Tensor, confidence: float) -> dict[str, float]:
+    alpha = (1 - confidence) / 2
+    v = values.double()
+    return {"mean": v.mean().item(), "lo": v.quantile(alpha).item(), "hi": v.quantile(1 - alpha).item()}
+
+
+def _pair(a: torch.Tensor, b: torch.Tensor, mean_a: torch.Tensor, mean_b: torch.Tensor) -> dict[str, float]:
+    cos = centred_cosine(a, b, mean_a, mean_b).item() if a.shape == b.shape else math.nan
+    return {"cosine_centred": cos, "cka": linear_cka(a, b).item()}
+
+
+def sample_scores(
+    a: Mapping[str, torch.Tensor],
+    b: Mapping[str, torch.Tensor],
+    mean_a: Mapping[str, torch.Tensor],
+    mean_b: Mapping[str, torch.Tensor],
+    other_a: Mapping[str, torch.Tensor] | None = None,
+    other_b: Mapping[str, torch.Tensor] | None = None,
+    *,
+    noise_draws: int = 32,
+    confidence: float = 0.95,
+) -> dict[str, dict]:
+    """One sample, every layer: centred cosine and spatial CKA of a vs b, each with its baselines.
+
+    `a`, `b`: {layer: [C, H, W]} (models A and B on the same seed and class); `mean_a`, `mean_b`:
+    each model's mean activation per layer; `other_a`, `other_b`: the same models on a different seed
+    of the same class. Returns {layer: {'cosine_centred', 'cka', 'baselines': {'noise': {metric:
+    {mean, lo, hi}}, 'other_seed_a': {metric: value}, 'other_seed_b': ...}}} in a's layer order;
+    `label` says what it is: one sample, descriptive.
+    """
+    out, noise = {}, {}
+    for name, x in a.items():
+        if name not in b:
+            continue
+        y = b[name]
+        shape = tuple(x.shape[-3:])
+        if shape not in noise:
+            noise[shape] = noise_baseline(shape, noise_draws, confidence=confidence)
+        baselines = {"noise": noise[shape]}
+        if other_a is not None and name in other_a:
+            baselines["other_seed_a"] = _pair(x, other_a[name], mean_a[name], mean_a[name])
+        if other_b is not None and name in other_b:
+            baselines["other_seed_b"] = _pair(y, other_b[name], mean_b[name], mean_b[name])
+        out[name] = {**_pair(x, y, mean_a[name], mean_b[name]), "baselines": baselines,
+                     "shape": list(shape), "label": "one sample: descriptive"}
+    return out
 
 
 def _layer_tensor(source: Capture | Mapping[str, torch.Tensor], name: str, step: int) -> torch.Tensor:
