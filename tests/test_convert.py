@@ -69,7 +69,7 @@ def test_detect_format_by_content(files, tmp_path):
     with pytest.raises(CheckpointError, match=r"empty\.safetensors: empty file"):
         detect_format(tmp_path / "empty.safetensors")
     (tmp_path / "text.pkl").write_text("hello")
-    with pytest.raises(CheckpointError, match=r"text\.pkl: named like a edm-pickle file, but its first bytes"):
+    with pytest.raises(CheckpointError, match=r"text\.pkl: named like an EDM pickle, but its first bytes"):
         detect_format(tmp_path / "text.pkl")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(CheckpointError, match=r"notes\.txt: unrecognised checkpoint format"):

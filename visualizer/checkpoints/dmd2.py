@@ -16,9 +16,10 @@ import torch
 
 from visualizer.checkpoints.build import build_network, dmd2_kwargs, strip_module_prefix
 from visualizer.checkpoints.formats import GENERATOR_FILES, GUIDANCE_FILE, generator_file
-from visualizer.checkpoints.messages import capped, first_line
+from visualizer.checkpoints.messages import capped
 from visualizer.checkpoints.opener import OpenedCheckpoint, open_checkpoint
 from visualizer.checkpoints.safetensors_io import read_safetensors
+from visualizer.checkpoints.torch_files import load_torch_file
 from visualizer.errors import CheckpointError
 from visualizer.models import EDMPrecond
 
@@ -32,12 +33,7 @@ def load_dmd2_state_dict(path: str | Path | OpenedCheckpoint) -> dict[str, torch
     checkpoint = _opened(path)
     file = checkpoint.weights_file
     if checkpoint.weights_format == "torch":
-        try:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
-        except MemoryError:
-            raise
-        except Exception as e:
-            raise CheckpointError(f"{file}: not a readable torch checkpoint: {first_line(e)}") from e
+        obj = load_torch_file(file)   # structure, sizes and tensor views checked before torch.load
     elif checkpoint.weights_format == "safetensors":
         _, obj = read_safetensors(file)
     else:

@@ -12,6 +12,7 @@ and `_modules`.
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,13 @@ import torch
 from visualizer.checkpoints.build import build_network
 from visualizer.checkpoints.messages import first_line
 from visualizer.checkpoints.opener import OpenedCheckpoint, weights_path
-from visualizer.checkpoints.safe_unpickler import BoundedReader, EDMUnpickler, ModuleDictRecord, PersistentRecord
+from visualizer.checkpoints.safe_unpickler import (
+    BoundedReader,
+    EDMUnpickler,
+    ModuleDictRecord,
+    PersistentRecord,
+    scan_pickle,
+)
 from visualizer.errors import CheckpointError
 from visualizer.models import EDMPrecond
 
@@ -32,16 +39,19 @@ EDM_PRECOND_ARGS = ("img_resolution", "img_channels", "label_dim", "use_fp16", "
 _MAX_DEPTH = 64
 
 
-def read_edm_pickle(path: str | Path | OpenedCheckpoint) -> tuple[dict, dict[str, torch.Tensor], str]:
+def read_edm_pickle(path: str | Path | OpenedCheckpoint, *, meta: bool = False
+                    ) -> tuple[dict, dict[str, torch.Tensor], str]:
     """(init kwargs, state dict, class name) of the network in an EDM pickle: ['ema'], or the top level itself.
 
     Nothing in the file is executed; any global outside the official format, a damaged or
     truncated file, or a size that does not add up raises CheckpointError naming the file.
+    `meta=True` checks everything the same way but returns the tensors on the meta device (shapes
+    only): how the architecture is read without holding the weights.
     """
     path = Path(weights_path(path))
     try:
         with open(path, "rb") as f:
-            return _read(f, path)
+            return _read(f, path, meta)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except OSError as e:
@@ -66,11 +76,13 @@ def load_edm_pickle(path: str | Path | OpenedCheckpoint) -> EDMPrecond:
     return build_network(kwargs, state_dict, path)
 
 
-def _read(f, path: Path) -> tuple[dict, dict[str, torch.Tensor], str]:
+def _read(f, path: Path, meta: bool = False) -> tuple[dict, dict[str, torch.Tensor], str]:
     size = os.fstat(f.fileno()).st_size
     if size == 0:
         raise CheckpointError(f"{path}: empty file")
-    unpickler = EDMUnpickler(BoundedReader(f, size), path, size)
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        scan_pickle(data, path, what="an EDM pickle")   # depth, memo and opcode count, before building anything
+    unpickler = EDMUnpickler(BoundedReader(f, size), path, size, meta=meta)
     try:
         top = unpickler.load()
         network = _network_record(top, path)

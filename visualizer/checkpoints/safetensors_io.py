@@ -78,6 +78,28 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, torch.
     return metadata, tensors
 
 
+def read_safetensors_shapes(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file as meta tensors (shapes and dtypes from the header, no data read)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            out = {}
+            for key in f.keys():  # noqa: SIM118 - safe_open is no dict
+                part = f.get_slice(key)
+                out[key] = torch.empty(part.get_shape(), dtype=_DTYPES.get(part.get_dtype(), torch.float32),
+                                       device="meta")
+            return out
+    except MemoryError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable .safetensors file: {first_line(e)}") from e
+
+
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+
+
 def load_network_safetensors(path: str | Path | OpenedCheckpoint) -> EDMPrecond:
     """A network from our .safetensors (settings in the metadata) or from a bare DMD2 state dict."""
     path = Path(weights_path(path))
@@ -89,6 +111,8 @@ def load_network_safetensors(path: str | Path | OpenedCheckpoint) -> EDMPrecond:
         kwargs = json.loads(metadata[KWARGS_KEY])
     except ValueError as e:
         raise CheckpointError(f"{path}: its '{KWARGS_KEY}' metadata is not valid JSON: {e}") from e
+    except RecursionError:
+        raise CheckpointError(f"{path}: its '{KWARGS_KEY}' metadata is JSON nested too deep") from None
     if not isinstance(kwargs, dict):
         raise CheckpointError(f"{path}: its '{KWARGS_KEY}' metadata is not a JSON object")
     return build_network(kwargs, tensors, path)

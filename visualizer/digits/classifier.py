@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from visualizer.checkpoints.torch_files import load_torch_file
 from visualizer.digits.dataset import ASSETS, NUM_CLASSES
 
 CLASSIFIER_FILE = ASSETS / "digit_classifier.pt"
@@ -47,7 +48,7 @@ class DigitClassifier(nn.Module):
 
 def load_classifier(path: str | Path = CLASSIFIER_FILE, device: str | torch.device = "cpu") -> DigitClassifier:
     net = DigitClassifier()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.load_state_dict(load_torch_file(path))   # checked before torch.load reads it
     return net.to(device).eval()
 
 
