@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from visualizer.errors import UserError
+from visualizer.errors import CheckpointError, UserError
 from visualizer.models.acceleration import COMPILE_MODES, accelerate
 from visualizer.models.device import pick_device
 from visualizer.models.layer_names import layer_shapes, layer_table, resolve_layers
@@ -62,6 +62,23 @@ def default_class_names(num_classes: int) -> tuple[str, ...]:
     return imagenet_class_names() if num_classes == 1000 else tuple(str(i) for i in range(num_classes))
 
 
+def architecture_of(net: EDMPrecond) -> dict[str, int]:
+    """The facts that decide whether a network fits an adapter and a set of embeddings."""
+    return {"resolution": int(net.img_resolution), "channels": int(net.img_channels), "num_classes": int(net.label_dim)}
+
+
+def describe_architecture(arch: Mapping[str, int]) -> str:
+    """'a 64x64, 3-channel, 1000-class network' from whichever of the three facts are given."""
+    parts = []
+    if "resolution" in arch:
+        parts.append(f"{arch['resolution']}x{arch['resolution']}")
+    if "channels" in arch:
+        parts.append(f"{arch['channels']}-channel")
+    if "num_classes" in arch:
+        parts.append(f"{arch['num_classes']}-class" if arch["num_classes"] else "unconditional")
+    return f"a {', '.join(parts)} network"
+
+
 class DiffusionAdapter(ABC):
     """One EDM-family network with its sampler; `forward` is a single denoising step D(x, sigma)."""
 
@@ -71,6 +88,8 @@ class DiffusionAdapter(ABC):
     presets: ClassVar[Mapping[str, Any]]        # preset name -> sampler settings (a frozen dataclass)
     default_preset: ClassVar[str]
     default_class_names: ClassVar[tuple[str, ...] | None] = None   # None: ImageNet for 1000 classes, else indices
+    # Facts an adapter is built for ({resolution, channels, num_classes}); None: whatever the checkpoint holds.
+    fixed_architecture: ClassVar[Mapping[str, int] | None] = None
 
     def __init__(self, net: EDMPrecond, *, device: str | torch.device | None = None,
                  checkpoint: str | Path | None = None, class_names: Sequence[str] | None = None,
@@ -81,6 +100,7 @@ class DiffusionAdapter(ABC):
         eager body, True/'full' torch.compile plus graphs (see `models.acceleration`). Elsewhere the
         net stays eager and a warning says so.
         """
+        self._check_fits(net, checkpoint)
         if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         mode = {False: "off", True: "full", None: "off"}.get(compile, compile)
@@ -99,6 +119,22 @@ class DiffusionAdapter(ABC):
         self._layers = layer_table(net)
 
     # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def _check_fits(cls, net: EDMPrecond, checkpoint: str | Path | None) -> None:
+        """Refuse a network that contradicts the adapter's fixed facts (its architecture, its class names)."""
+        found = architecture_of(net)
+        fixed = dict(cls.fixed_architecture or {})
+        if cls.default_class_names is not None:
+            fixed.setdefault("num_classes", len(cls.default_class_names))
+        wrong = [k for k, v in fixed.items() if found.get(k) != v]
+        if wrong:
+            names = cls.default_class_names
+            named = f" (its {len(names)} class names: {names[0]} ... {names[-1]})" if names else ""
+            raise CheckpointError(
+                f"{checkpoint or 'the network'}: holds {describe_architecture(found)}, but adapter {cls.name!r} is "
+                f"for {describe_architecture(fixed)}{named}; choose an adapter that reads the architecture from "
+                "the file (edm-imagenet-64, dmd2-imagenet-64) or leave --adapter out to detect it")
+
     @classmethod
     @abstractmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None, **kw) -> DiffusionAdapter:
@@ -120,6 +156,11 @@ class DiffusionAdapter(ABC):
     @property
     def num_classes(self) -> int:
         return self.net.label_dim
+
+    @property
+    def architecture(self) -> dict[str, int]:
+        """{resolution, channels, num_classes} of the loaded network (what the embeddings sidecar records)."""
+        return architecture_of(self.net)
 
     @property
     def hookable_layers(self) -> list[str]:

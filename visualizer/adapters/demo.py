@@ -17,6 +17,8 @@ DEMO_TEACHER = DEMO_DIR / "teacher.pkl"
 DEMO_STUDENT = DEMO_DIR / "student" / "checkpoint_model_002920"
 DEMO_EMBEDDINGS = DEMO_DIR / "embeddings" / "embeddings.csv"
 DIGIT_NAMES = tuple(f"digit {i}" for i in range(10))
+# What the digits pair is: a checkpoint that contradicts it is refused by name (DiffusionAdapter._check_fits).
+DIGITS_ARCHITECTURE = {"resolution": 32, "channels": 3, "num_classes": len(DIGIT_NAMES)}
 
 
 class DigitsTeacherAdapter(EDMAdapter):
@@ -25,8 +27,10 @@ class DigitsTeacherAdapter(EDMAdapter):
     presets = {**EDMAdapter.presets, "demo": HeunSettings(num_steps=18, S_churn=0, S_noise=1)}
     default_preset = "demo"
     default_class_names = DIGIT_NAMES
+    fixed_architecture = DIGITS_ARCHITECTURE
 
 
 class DigitsStudentAdapter(DMD2Adapter):
     name = "dmd2-digits-32"
     default_class_names = DIGIT_NAMES
+    fixed_architecture = DIGITS_ARCHITECTURE

@@ -6,11 +6,12 @@ from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from visualizer.adapters.base import DiffusionAdapter
+from visualizer.adapters.base import DiffusionAdapter, architecture_of
 from visualizer.adapters.demo import DigitsStudentAdapter, DigitsTeacherAdapter
 from visualizer.adapters.dmd2 import DMD2Adapter
 from visualizer.adapters.edm import EDMAdapter
 from visualizer.errors import UserError
+from visualizer.models.networks import EDMPrecond
 
 ENTRY_POINT_GROUP = "visualizer.adapters"
 BUILTIN: dict[str, type[DiffusionAdapter]] = {
@@ -53,12 +54,21 @@ def known_presets() -> dict[str, list[str]]:
     return out
 
 
-def detect_adapter(path: str | Path) -> str:
-    """Teacher or student from the file: EDM pickles (and their conversions) are teachers, DMD2 files students."""
-    from visualizer.checkpoints.loading import detect_format
-    from visualizer.checkpoints.safetensors_io import SOURCE_KEY, read_metadata
+def detect_adapter(path: str | Path, network: EDMPrecond | None = None) -> str:
+    """The built-in adapter for a checkpoint, from its format (role) and its architecture.
 
-    fmt = detect_format(Path(path))
-    if fmt == "safetensors" and read_metadata(path).get(SOURCE_KEY) == "edm-pickle":
-        fmt = "edm-pickle"
-    return EDMAdapter.name if fmt == "edm-pickle" else DMD2Adapter.name
+    EDM pickles (and their .safetensors conversions) are teachers, DMD2 files students; among the
+    adapters of that role, one whose fixed facts the network matches (a 32x32, 3-channel, 10-class
+    net: the digits pair) is preferred to the ImageNet-64 one, which reads any architecture from the
+    file. `network`: the already loaded network, so that its file is not read twice.
+    """
+    from visualizer.checkpoints.loading import is_teacher_format, read_architecture
+
+    teacher = is_teacher_format(path)
+    arch = architecture_of(network) if network is not None else read_architecture(path)
+    candidates = (DigitsTeacherAdapter, EDMAdapter) if teacher else (DigitsStudentAdapter, DMD2Adapter)
+    for cls in candidates:
+        fixed = cls.fixed_architecture
+        if fixed is None or all(arch.get(k) == v for k, v in fixed.items()):
+            return cls.name
+    return candidates[-1].name

@@ -41,6 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="teacher sampler preset (default: the embeddings' run, else the teacher adapter's own; "
                         "an unknown name lists the valid ones)")
     g.add_argument("--num-steps", type=int, metavar="N", help="number of sampler steps")
+    g.add_argument("--allow-mismatch", action="store_true",
+                   help="load checkpoints that did not make the embeddings (another sha256, role or architecture), "
+                        "with a warning in the page, instead of refusing them")
     g = parser.add_argument_group("server")
     g.add_argument("--device", metavar="DEVICE", help="cuda, cuda:1, cpu, mps (default: the best available)")
     add_speed_arguments(g)
@@ -68,6 +71,7 @@ def config_from_args(args: argparse.Namespace):
         models.append(ModelSource(_key_for(args.adapter, args.embeddings), args.checkpoint_path, args.adapter))
     models += [ModelSource(key, path) for key, path in (("teacher", args.teacher), ("student", args.student)) if path]
     return AppConfig(embeddings=args.embeddings, models=tuple(models), device=args.device, preset=args.preset,
+                     allow_mismatch=getattr(args, "allow_mismatch", False),
                      num_steps=args.num_steps, precision=args.precision, compile=args.compile)
 
 
@@ -90,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     state = load(config)
+    for line in state.startup_lines():
+        print(f"visualizer: {line}", flush=True)
     for slot in state.slots:
         if slot.adapter.compile != "off":
             print(f"visualizer: compiling {slot.key} for {slot.adapter.device} (--compile {slot.adapter.compile}; "

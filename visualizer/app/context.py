@@ -133,6 +133,7 @@ class LayoutInfo:
     teacher: str | None
     teacher_steps: int | None
     num_points: int
+    notes: Sequence[str] = ()      # AppState.notes: provenance unknown, mismatches allowed, a teacher file as student
 
 
 def models_line(ctx: AppContext) -> str:
@@ -155,5 +156,5 @@ def layout_info(state: AppState, ctx: AppContext) -> LayoutInfo:
         embedding_models=ctx.model_order, classes=ctx.classes, layers=inspector.layers(),
         default_layers=ctx.default_layers, reductions=list(REDUCTIONS), has_models=bool(inspector.slots),
         teacher=ctx.teacher, teacher_steps=inspector.slots[ctx.teacher].num_steps() if ctx.teacher else None,
-        num_points=0 if ctx.frame is None else len(ctx.frame),
+        num_points=0 if ctx.frame is None else len(ctx.frame), notes=tuple(state.notes),
     )

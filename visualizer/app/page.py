@@ -22,6 +22,8 @@ def build_layout(info: LayoutInfo) -> html.Div:
     return html.Div([
         html.H3(info.title, style={"margin": "6px 0"}),
         html.Div(info.note or "", style={**SMALL, "marginBottom": "8px"}),
+        *[html.Div(f"Note: {note}", className="load-note", style={**SMALL, "color": "#8a4b00", "marginBottom": "4px"})
+          for note in info.notes],
         html.Div([
             html.Div([*scatter.layout(info), *selection.layout(info)], style={"flex": "5", "minWidth": "420px"}),
             html.Div(panels.layout(info), style={"flex": "6", "minWidth": "460px"}),

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +28,21 @@ from visualizer.embeddings.extract import batches, layer_shape, record_batch
 from visualizer.embeddings.pooling import pooled_features, resolve_pool
 from visualizer.embeddings.reduce import MIN_ROWS, fit_layer, project_groups, run_umap, save_basis, umap_backend
 from visualizer.embeddings.schema import COLUMNS, write_embeddings
+from visualizer.embeddings.sidecar import MAX_NUM_STEPS
 from visualizer.embeddings.spec import EmbedConfig, ModelSpec, resolve_steps, seed_ranges
 from visualizer.embeddings.store import (
+    ROWS_KEY,
     RunFolder,
     atomic_write_text,
     check_run_json,
     commit_shard,
     create_store,
+    is_verified,
     open_store,
     read_shard,
+    rows_digest,
+    store_key,
+    verify_rows,
 )
 from visualizer.errors import UserError
 
@@ -67,6 +73,7 @@ class ModelPlan:
     sample_kwargs: dict
     sampler: dict
     resolution: int
+    architecture: dict = field(default_factory=dict)   # adapter.architecture: resolution, channels, num_classes
 
 
 @dataclass
@@ -179,9 +186,12 @@ def make_plan(cfg: EmbedConfig, sources: Sequence[Source], adapters: Mapping[str
     for src in sources:
         adapter = adapters[src.key]
         kwargs, sampler, num_steps = _sampler(adapter, cfg)
+        if num_steps > MAX_NUM_STEPS:
+            raise UserError(f"--num-steps {num_steps} for {src.key!r}: at most {MAX_NUM_STEPS} sampler steps "
+                            "(what the embeddings sidecar accepts)")
         models.append(ModelPlan(src.key, src.adapter, adapter.role, src.checkpoint, src.sha256,
                                 resolve_steps(cfg.steps, num_steps, src.key), num_steps, kwargs, sampler,
-                                adapter.resolution))
+                                adapter.resolution, adapter.architecture))
     rows = sum(len(cfg.seeds) * len(m.steps) for m in models)
     if rows < MIN_ROWS:
         raise UserError(f"{rows} row(s) to embed ({len(cfg.seeds)} seed(s) x models x steps); UMAP needs at least "
@@ -226,10 +236,17 @@ def extract_model(plan: Plan, m: ModelPlan, adapter: DiffusionAdapter, folder: R
     """This rank's batches of one model, skipping committed shards; returns counts and time."""
     cfg = plan.cfg
     mine = [k for k in range(len(plan.batches)) if ranks.owns(k)]
-    pending = [k for k in mine if read_shard(folder.shard(m.key, k)) is None]
-    done = sum(len(plan.batches[k]) for k in set(mine) - set(pending))
     stores = {(layer, step): open_store(folder.store(m.key, layer, step), writable=True)
               for layer in plan.layers for step in m.steps}
+    # A resumed run checks what it is about to build on: each committed shard and its store rows.
+    pending = []
+    for k in mine:
+        record = read_shard(folder.shard(m.key, k))
+        if record is None:
+            pending.append(k)
+        else:
+            _check_shard(plan, m, folder, k, record, stores)
+    done = sum(len(plan.batches[k]) for k in set(mine) - set(pending))
     show = cfg.progress and ranks.is_main
     kwargs = dict(m.sample_kwargs, progress=True) if show and m.num_steps > 1 else m.sample_kwargs
     desc = m.key if not ranks.enabled else f"{m.key} (rank 0 of {ranks.world})"
@@ -256,7 +273,10 @@ def extract_model(plan: Plan, m: ModelPlan, adapter: DiffusionAdapter, folder: R
                      "class_name": _class_name(adapter, int(label)), "model": m.key, "step": step,
                      "sigma": rec.sigmas[step], "image_path": folder.thumb_relative(m.key, seed), "row": pos}
                     for pos, seed, label in zip(positions, seeds, rec.class_labels, strict=True) for step in m.steps]
-            commit_shard(folder.shard(m.key, k), {"model": m.key, "batch": k, "seeds": seeds, "rows": rows})
+            digests = {store_key(layer, step): rows_digest(mm, positions.start, positions.stop)
+                       for (layer, step), mm in stores.items()}
+            commit_shard(folder.shard(m.key, k), {"model": m.key, "batch": k, "seeds": seeds, "rows": rows,
+                                                  ROWS_KEY: digests})
             new += len(seeds)
             bar.update(len(seeds))
             if committed_budget[0] is not None:
@@ -270,20 +290,48 @@ def extract_model(plan: Plan, m: ModelPlan, adapter: DiffusionAdapter, folder: R
 
 # -- merge and reduction (rank 0) -------------------------------------------------------------------
 
+def _check_shard(plan: Plan, m: ModelPlan, folder: RunFolder, k: int, record: dict,
+                 stores: Mapping[tuple[str, int], np.ndarray]) -> bool:
+    """A committed shard belongs to batch k of this run and its store rows are as it recorded them.
+
+    Returns whether it could be verified (False for shards written before checksums existed).
+    """
+    path, positions = folder.shard(m.key, k), plan.batches[k]
+    if record["seeds"] != [plan.cfg.seeds[i] for i in positions]:
+        raise UserError(f"{path}: holds other seeds than batch {k} of this run")
+    expected_rows = len(positions) * len(m.steps)
+    if len(record["rows"]) != expected_rows or not all(isinstance(r, dict) for r in record["rows"]):
+        raise UserError(f"{path}: holds {len(record['rows'])} rows, batch {k} of {m.key!r} has {expected_rows}; "
+                        "delete it and rerun the same command to recompute that batch")
+    if not is_verified(record):
+        return False
+    verify_rows(record, path, {store_key(layer, step): (folder.store(m.key, layer, step), mm)
+                               for (layer, step), mm in stores.items()}, positions.start, positions.stop)
+    return True
+
+
 def merge_shards(plan: Plan, folder: RunFolder) -> pd.DataFrame:
-    rows, missing = [], []
+    """Every shard, checked (its checksum, its batch, its store rows), merged into metadata.csv."""
+    rows, missing, unverified = [], [], []
     for m in plan.models:
-        for k, positions in enumerate(tqdm(plan.batches, desc=f"merge {m.key}", unit="shard", leave=False,
-                                           disable=not plan.cfg.progress)):
+        stores = {(layer, step): open_store(folder.store(m.key, layer, step))
+                  for layer in plan.layers for step in m.steps}
+        for k in tqdm(range(len(plan.batches)), desc=f"merge {m.key}", unit="shard", leave=False,
+                      disable=not plan.cfg.progress):
             rec = read_shard(folder.shard(m.key, k))
             if rec is None:
                 missing.append(f"{m.key}/batch{k}")
                 continue
-            if rec["seeds"] != [plan.cfg.seeds[i] for i in positions]:
-                raise UserError(f"{folder.shard(m.key, k)}: holds other seeds than batch {k} of this run")
+            if not _check_shard(plan, m, folder, k, rec, stores):
+                unverified.append(folder.shard(m.key, k))
             rows.extend(rec["rows"])
+        del stores
     if missing:
         raise RuntimeError(f"uncommitted batches after extraction: {', '.join(missing[:10])}")
+    if unverified:
+        print(f"embed: {len(unverified)} shard(s) (e.g. {unverified[0]}) were written before shards carried "
+              "checksums; their labels and activation rows are used unverified (rerun in a new --out folder to "
+              "get a fully checked run)", file=sys.stderr, flush=True)
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("umap_x", "umap_y")] + list(EXTRA_COLUMNS))
     atomic_write_text(folder.metadata_csv, frame.to_csv(index=False))
     return frame
@@ -328,7 +376,8 @@ def sidecar(plan: Plan, reduction: dict, world: int) -> dict:
     cfg = plan.cfg
     return {
         "models": {m.key: {"adapter": m.adapter, "checkpoint": m.checkpoint, "sha256": m.sha256, "role": m.role,
-                           "resolution": m.resolution, "num_steps": m.num_steps, "steps": m.steps}
+                           "resolution": m.resolution, "num_steps": m.num_steps, "steps": m.steps,
+                           "architecture": m.architecture}
                    for m in plan.models},
         "layers": list(plan.layers),
         "steps": {"requested": [str(s) for s in cfg.steps], "by_model": {m.key: m.steps for m in plan.models}},
