@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="cuda for the full-size case")
     p.add_argument("--samples", type=int, default=10_000, help="seeds of the full-size case (default 10,000)")
     p.add_argument("--resamples", type=int, default=None, help="default 1,000 (GPU) or 200 (--tiny)")
-    p.add_argument("--null", type=int, default=100, help="shuffled-pair null draws (default 100)")
+    p.add_argument("--null", type=int, default=1000, help="null draws, at most samples - 1 (default 1000)")
     p.add_argument("--batch", type=int, default=250, help="trace batch of the full-size case")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="also print torch.profiler's top operations of one run")

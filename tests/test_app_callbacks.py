@@ -8,6 +8,7 @@ show them.
 
 import base64
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -90,10 +91,12 @@ def test_hover_shows_the_thumbnail_class_and_seed(ctx):
     show, bbox, card = scatter.hover(ctx, {"points": [_point(ctx, 33)]})
     r = ctx.frame.iloc[33]
     assert show and bbox == {"x0": 10, "x1": 14, "y0": 20, "y1": 24}
-    image, title, line = card.children
+    image, title, line, point = card.children
     assert image.src == thumb_url(r["image_path"]) and image.src.startswith("/thumbs/thumbs/")
     assert title.children == f"{r['class_label']} · {r['class_name']}"
-    assert line.children.startswith(f"seed {r['seed']} · student · step 0")
+    # the thumbnail is the final image; the point is the activations at the recorded step (from 1, as the panels)
+    assert line.children == f"seed {r['seed']} · student · final image"
+    assert point.children == "point: activations at step 1 (σ 80)"
     assert scatter.hover(ctx, None) == (False, no_update, no_update)
     for bad in (999, -1, "3", None):
         assert scatter.hover(ctx, {"points": [{"customdata": bad}]}) == (False, no_update, no_update)
@@ -107,12 +110,35 @@ def test_choose_a_clicked_point_or_a_typed_seed(ctx):
 
     chosen, seed, label = scatter.choose(ctx, ID.generate, None, 1, 123, 4)
     assert (seed, label) == (123, 4) and chosen["sample_id"] is None and "row" not in chosen
+    assert scatter.choose(ctx, ID.generate, None, 1, " 4294967295 ", 4)[1] == 2**32 - 1   # the seed box is text
 
     with pytest.raises(PreventUpdate):
         scatter.choose(ctx, ID.scatter, {"points": [{"customdata": 10_000}]}, 0, 0, 0)
-    for seed, label in ((None, 1), (1, None), (-1, 1)):
+    for seed, label in ((None, 1), (1, None), (-1, 1), ("-3", 1), ("2.5", 1), ("4294967296", 1), ("x", 1)):
         with pytest.raises(PreventUpdate):
             scatter.choose(ctx, ID.generate, None, 1, seed, label)
+
+
+def test_a_refused_seed_says_why():
+    assert panels.seed_message("12") == "" and panels.seed_message(12) == ""
+    assert "not negative" in panels.seed_message("-1")
+    assert "not a whole number" in panels.seed_message("2.5")
+    assert "stop at 4294967295" in panels.seed_message("4294967296")
+    assert "not a number" in panels.seed_message("seven") and panels.seed_message("") == "type a seed"
+
+
+def test_class_colours_highlight_and_palette(ctx):
+    fig = scatter.draw(ctx, "class", None, ["teacher", "student"], [], [7, 2], "colour-blind")
+    assert [t.name for t in fig.data] == ["teacher · other classes", "student · other classes", "7 · class 7",
+                                          "2 · class 2"]
+    assert fig.data[0].marker.color == fig.data[1].marker.color == scatter.GREY
+    assert [t.marker.color for t in fig.data[2:]] == list(scatter.OKABE_ITO[:2])     # picked order, distinct
+    rows = sorted(int(r) for t in fig.data for r in t.customdata)
+    assert rows == list(range(2 * SEEDS))
+    # ten classes, eight colour-blind-safe colours, nothing picked: every class grey rather than repeated colours
+    fig = scatter.draw(ctx, "class", None, ["teacher", "student"], [], None, "colour-blind")
+    assert [t.name for t in fig.data] == ["teacher", "student"] and fig.data[0].marker.color == scatter.GREY
+    assert "pick classes to colour them" in fig.layout.title.text
 
 
 # -- the inspector panels -------------------------------------------------------------------------------
@@ -146,30 +172,47 @@ def test_first_look_needs_models(browse_ctx):
         panels.first_look(browse_ctx, {"seed": 1, "class_label": 1}, ["midblock"], "l2", None)
 
 
-def test_render_before_and_after_the_teacher_run_and_the_slider(ctx):
+def test_render_before_and_after_the_teacher_run_and_the_slider(ctx, monkeypatch):
+    monkeypatch.setattr(panels, "PROGRESS_EVERY_S", 0.0)     # every step reported, so step 2 is seen mid-run
     layers = ["encoder_block_0", "midblock"]
     first = panels.first_look(ctx, _clicked(ctx, 3), layers, "l2", None)[0]
 
-    fig, label = panels.render(ctx, first, None, 0)
+    fig, label = panels.render(ctx, first, None, 1)
     images = [t for t in fig.data if t.type == "image"]
     heat = [t for t in fig.data if t.type == "heatmap"]
     assert len(images) == 2 and len(heat) == 1 + 3 * len(layers)      # |A-B| + (teacher, student, A-B) per layer
     assert fig.layout.title.text == "seed 3 · class 3 (class 3) · l2"
     assert [a.text for a in fig.layout.annotations[:2]] == ["teacher · step 1/3 · σ 80", "student · 1 step · σ 80"]
     assert label.endswith("the run is in progress or cancelled")
-    assert panels.slider(None) == (no_update, True, None, 0)
+    # the slider counts steps from 1, like its label; a new run starts on step 1, disabled until steps arrive
+    assert panels.slider(ctx, None, None) == (no_update, True, None, no_update, no_update)
+    top, disabled, marks, value, auto = panels.slider(ctx, first, None)
+    assert (disabled, value, auto["step"]) == (True, 1, 1)
 
-    progress = []
-    ready = panels.teacher_run(ctx, progress.append, first)
+    progress, streamed = [], []
+
+    def watch(update):   # what the page sees while the run goes on: the slider covers the steps computed so far
+        progress.append(update)
+        if update[0] == "2":
+            streamed.append((panels.slider(ctx, first, None, "2", 1, auto), panels.render(ctx, first, None, 2)))
+
+    ready = panels.teacher_run(ctx, watch, first)
+    assert progress[0][0] is None and progress[0][2] == f"step 0 / {STEPS}: the first step is running"
     assert progress[-1] == (str(STEPS), str(STEPS), f"step {STEPS} / {STEPS}")
     assert ready["num_steps"] == STEPS and ready["model"] == "teacher" and ready["seed"] == 3
     assert ready["sigmas"][0] == pytest.approx(80.0) and ready["layers"] == layers
+    (top, disabled, marks, value, _), (fig, label) = streamed[0]
+    assert (top, disabled, value) == (2, False, no_update) and sorted(marks) == [1, 2]
+    assert fig.layout.annotations[0].text.startswith(f"teacher · step 2/{STEPS} · σ ")
+    assert label.startswith(f"teacher: step 2 of {STEPS}, σ = ") and "the run is in progress" in label
 
-    top, disabled, marks, value = panels.slider(ready)
-    assert (top, disabled, value) == (STEPS - 1, False, 0) and sorted(marks) == list(range(STEPS))
-    assert marks[0] == "σ 80"
+    # the run ends: the slider goes to the final step, unless the user chose a step meanwhile
+    top, disabled, marks, value, auto = panels.slider(ctx, first, ready, None, 1, auto)
+    assert (top, disabled, value, auto["step"]) == (STEPS, False, STEPS, STEPS)
+    assert sorted(marks) == list(range(1, STEPS + 1)) and marks[1] == "σ 80"
+    assert panels.slider(ctx, first, ready, None, 2, {**auto, "step": 1})[3:] == (no_update, no_update)
 
-    fig, label = panels.render(ctx, first, ready, 2)
+    fig, label = panels.render(ctx, first, ready, 3)
     assert fig.layout.annotations[0].text.startswith(f"teacher · step 3/{STEPS} · σ ")
     assert label.startswith(f"teacher: step 3 of {STEPS}, σ = ")
     assert label.endswith("the first step is the student's input")
@@ -178,7 +221,7 @@ def test_render_before_and_after_the_teacher_run_and_the_slider(ctx):
     other = {**ready, "seed": 4}                                        # another sample's run is not shown
     assert panels.render(ctx, first, other, 1)[1].endswith("in progress or cancelled")
     with pytest.raises(PreventUpdate):
-        panels.render(ctx, None, ready, 0)
+        panels.render(ctx, None, ready, 1)
 
 
 def test_teacher_run_stops_when_asked(ctx):
@@ -205,6 +248,80 @@ def test_layer_presets_and_reduction_argument(ctx):
     assert panels.reduction_arg("l2") == (True, None)
     disabled, value = panels.reduction_arg("channel")
     assert not disabled and isinstance(value, int)
+
+
+def test_one_naming_per_page_changes_labels_not_requests(ctx):
+    aliases = ctx.inspector.aliases()
+    assert aliases["midblock"] == "dec.8x8_in0" and aliases["dec.8x8_in0"] == "midblock"
+    value, options, naming = panels.pick_layers(ctx, ID.naming, "native", 0, 0, 0, ["encoder_block_0", "midblock"])
+    assert value is no_update and naming == "native"          # the values stay canonical: no new request
+    labels = {o["value"]: o["label"] for o in options}
+    assert labels["midblock"] == "dec.8x8_in0" and len(options) == len(ctx.inspector.legacy_layers())
+    assert "midblock" in next(o["search"] for o in options if o["value"] == "midblock")
+    value, _, naming = panels.pick_layers(ctx, ID.layers_native, "legacy", 0, 0, 1, [])
+    assert naming == "native" and value == ctx.inspector.legacy_layers()    # canonical names of every module
+
+    # a native name typed in a request is the same request as its legacy name
+    first = panels.first_look(ctx, _clicked(ctx, 3), ["dec.8x8_in0"], "l2", None, None, "native")[0]
+    assert first["layers"] == ["midblock"]
+    fig, _ = panels.render(ctx, first, None, 1, "native")
+    assert "dec.8x8_in0" in [a.text for a in fig.layout.annotations]
+    heat = [t for t in fig.data if t.type == "heatmap"][1]
+    assert "dec.8x8_in0 (midblock)" in heat.hovertemplate              # both names in the hover
+    sim = panels.relabel_similarity(ctx, "legacy", first)
+    assert "midblock" in sim.data[0].x and "<b>midblock</b>" in sim.layout.xaxis.ticktext
+    assert len(sim.layout.shapes) == 1                                 # the chosen layer is shaded
+    assert list(panels.relabel_similarity(ctx, "native", first).data[0].x) == ctx.inspector.native_layers()
+
+
+def test_colour_bars_scales_and_the_difference_legend(ctx):
+    layers = ["encoder_block_0", "midblock"]
+    first = panels.first_look(ctx, _clicked(ctx, 3), layers, "l2", None)[0]
+    fig, _ = panels.render(ctx, first, None, 1, "legacy", "shared", 700)
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert [t.showscale for t in heat] == [True] + [True, False, True] * 2   # one bar per layer + difference
+    assert heat[3].colorscale[0][1] != heat[1].colorscale[0][1] and heat[3].zmid == 0
+    assert fig.layout.width == 700                                     # drawn to the measured column
+    assert any("red where the teacher is higher" in (a.text or "") for a in fig.layout.annotations)
+    per_model = [t for t in panels.render(ctx, first, None, 1, "legacy", "per-model", 700)[0].data
+                 if t.type == "heatmap"]
+    assert [t.showscale for t in per_model] == [True] + [True, True, True] * 2
+    # pca_rgb: the difference is |A - B|, on a sequential scale from 0
+    first = panels.first_look(ctx, _clicked(ctx, 3), layers, "pca_rgb", None)[0]
+    fig, _ = panels.render(ctx, first, None, 1)
+    diff = [t for t in fig.data if t.type == "heatmap"][1:]
+    assert all(t.zmin == 0 and t.zmid is None and t.colorscale[0][1] != "rgb(5,48,97)" for t in diff)
+    assert any("|teacher − student|" in (a.text or "") for a in fig.layout.annotations)
+
+
+def test_a_hidden_model_is_neither_computed_nor_drawn(ctx):
+    ctx.inspector.cache.misses = 0
+    first, ready, sim, status = panels.first_look(ctx, _clicked(ctx, 8), ["midblock"], "l2", None, ["student"])
+    assert first["models"] == ["student"] and "hidden: teacher" in status
+    look = ctx.inspector.first_look(panels.request_from(first), models=["student"])
+    assert list(look.views) == ["student"] and look.similarity is None
+    fig, label = panels.render(ctx, first, None, 1)
+    assert [t.type for t in fig.data].count("image") == 1 and "teacher is hidden" in label
+    with pytest.raises(PreventUpdate):                              # the hidden teacher does not run
+        panels.teacher_run(ctx, lambda _: None, first)
+    out = panels.first_look(ctx, _clicked(ctx, 8), ["midblock"], "l2", None, [])
+    assert "Every model is hidden" in out[3]
+
+
+def test_exports_share_one_name_and_the_maps_download_as_npz(ctx):
+    first = panels.first_look(ctx, _clicked(ctx, 4), ["midblock", "encoder_block_0"], "topk", 3)[0]
+    assert panels.export_stem(first) == "seed-4-class-4-topk-3"
+    assert panels.panels_config(first)["toImageButtonOptions"]["filename"] == "seed-4-class-4-topk-3"
+    assert panels.render(ctx, first, None, 1)[0].layout.meta["export"] == "seed-4-class-4-topk-3"
+    ready = panels.teacher_run(ctx, lambda _: None, first)
+    sent = panels.download_maps(ctx, 1, first, ready, 2)
+    assert sent["filename"] == "seed-4-class-4-topk-3.npz"
+    data = np.load(io.BytesIO(base64.b64decode(sent["content"])))
+    meta = json.loads(str(data["meta"]))
+    assert meta["models"]["teacher"]["step"] == 2 and meta["layers"]["midblock"] == "dec.8x8_in0"
+    traj = ctx.inspector.cached_trajectory("teacher", panels.request_from(first))
+    np.testing.assert_array_equal(data["teacher/midblock"], traj.steps[1].maps["midblock"].astype(np.float32))
+    assert data["student/image"].dtype == np.uint8 and data["student/encoder_block_0"].ndim == 2
 
 
 # -- the selection ---------------------------------------------------------------------------------------
@@ -246,13 +363,18 @@ def test_register_wires_every_callback_of_every_feature(state):
         "scatter.figure", "..hover-tip.show...hover-tip.bbox...hover-tip.children..",
         "..clicked.data...seed-input.value...class-input.value..",
         "..first-ready.data...trajectory-ready.data...similarity.figure...inspect-status.children..",
-        "trajectory-done.data", "..step-slider.max...step-slider.disabled...step-slider.marks...step-slider.value..",
-        "..panels.figure...step-label.children..", "layer-pick.value",
+        "trajectory-done.data", "..step-slider.max...step-slider.disabled...step-slider.marks...step-slider.value..."
+        "step-auto.data..",
+        "..panels.figure...step-label.children..", "..layer-pick.value...layer-pick.options...layer-naming.value..",
         "..reduction-arg.disabled...reduction-arg.value..", "png-done.children",
         "..selection.data...gallery.children...class-counts.figure...selection-summary.children..."
         "export-csv.disabled..", "csv-download.data",
+        # issue 18: the spinner's line, the panels' width and file name, the seed message, the .npz download
+        "inspect-busy-text.children", "panel-width.data", "panels.config", "seed-message.children", "npz-download.data",
     }
-    assert outputs == expected
+    # second writers of an output (allow_duplicate): the tooltip hidden on click/zoom/resize, the chart relabelled
+    assert {o.split("@")[0] for o in outputs if "@" in o} == {"hover-tip.show", "similarity.figure"}
+    assert {o for o in outputs if "@" not in o} == expected
     assert app.callback_map["trajectory-done.data"].get("background")
     assert isinstance(app.visualizer, AppContext) and app.visualizer.jobs is not None
 
@@ -276,9 +398,14 @@ def test_the_wired_callbacks_get_the_context_and_the_trigger(state):
     app = create_app(state)
     client = app.server.test_client()
     client.get("/")
-    buttons = [(ID.layers_default, "n_clicks", 0), (ID.layers_legacy, "n_clicks", 0), (ID.layers_native, "n_clicks", 1)]
-    got = _dispatch(client, "layer-pick.value", buttons, "layers-native.n_clicks")
-    assert got["layer-pick"]["value"] == app.visualizer.inspector.native_layers()
+    buttons = [(ID.naming, "value", "legacy"), (ID.layers_default, "n_clicks", 0), (ID.layers_legacy, "n_clicks", 0),
+               (ID.layers_native, "n_clicks", 1)]
+    got = _dispatch(client, "..layer-pick.value...layer-pick.options...layer-naming.value..", buttons,
+                    "layers-native.n_clicks", state=[(ID.layer_pick, "value", [])])
+    # every native name, as the page's naming: the values stay canonical, the labels and the naming are native
+    assert got["layer-naming"]["value"] == "native"
+    assert [o["label"] for o in got["layer-pick"]["options"]] == app.visualizer.inspector.native_layers()
+    assert got["layer-pick"]["value"] == app.visualizer.inspector.legacy_layers()
 
     got = _dispatch(client, "..clicked.data...seed-input.value...class-input.value..",
                     [(ID.scatter, "clickData", None), (ID.generate, "n_clicks", 1)], "generate-btn.n_clicks",

@@ -62,8 +62,8 @@ def test_every_resample_and_null_draw_is_the_exact_score_of_its_samples():
         assert len(idx) in (20, 21) and len(set(idx.tolist())) == len(idx)   # a half, no copies
         assert m.resampled[b, 0, 0] == pytest.approx(debiased_cka(x[idx], y[idx]), rel=1e-5)
     xo, yo = x[rs.order], y[rs.order]
-    for j in range(4):
-        assert m.null[j, 0, 0] == pytest.approx(debiased_cka(xo, yo[rs.shuffles[j]]), rel=1e-5, abs=1e-7)
+    for j, shift in enumerate(rs.shifts):                           # sample k against sample k + shift
+        assert m.null[j, 0, 0] == pytest.approx(debiased_cka(xo, np.roll(yo, -shift, axis=0)), rel=1e-6, abs=1e-9)
 
 
 def test_rotated_rescaled_copy_scores_one():
@@ -88,8 +88,11 @@ def test_shuffled_null_is_centred_on_zero():
     x, y = related(n=80, noise=0.5, seed=9)
     m = cka_matrix({"x": x}, {"y": y}, resamples=0, null=200)
     draws = m.null[:, 0, 0]
+    assert len(draws) == 79                                       # every shift of 80 samples but 0
     assert abs(draws.mean()) < 3 * draws.std() / math.sqrt(len(draws))
-    assert m.estimate[0, 0] > 0.5 > m.null_hi[0, 0] and m.p_null[0, 0] == pytest.approx(1 / 201)
+    assert m.estimate[0, 0] > 0.5 > m.null_hi[0, 0] and m.p_null[0, 0] == pytest.approx(1 / 80)
+    many = [cka_matrix({"x": x}, {"y": y}, resamples=0, null=20, seed=s).null_mean[0, 0] for s in range(10)]
+    assert abs(np.mean(many)) < 3 * np.std(many) / math.sqrt(10) + 1e-3   # over random orders too
 
 
 def test_interval_covers_the_population_value_about_as_often_as_it_says():

@@ -16,6 +16,8 @@ class ID:
     class_filter = "class-filter"
     model_toggle = "model-toggle"
     link_seeds = "link-seeds"
+    class_highlight = "class-highlight"     # the classes to colour (the rest grey)
+    palette = "palette"                     # default or colour-blind-safe class colours
     # the inspector panels (visualizer.app.panels)
     seed_input = "seed-input"
     class_input = "class-input"
@@ -24,9 +26,15 @@ class ID:
     layers_default = "layers-default"
     layers_legacy = "layers-legacy"
     layers_native = "layers-native"
+    naming = "layer-naming"                 # one naming per page: legacy or native layer names
+    scale_mode = "scale-mode"               # heatmap colour scale: shared by the models or per model
     reduction = "reduction"
     reduction_arg = "reduction-arg"
+    seed_message = "seed-message"           # why a typed seed is refused
     status = "inspect-status"
+    busy = "inspect-busy"                   # spinner + "regenerating seed s ..." while the first look computes
+    busy_text = "inspect-busy-text"
+    results = "results"                     # the box with the status, progress, slider and the panels
     progress_row = "progress-row"
     progress = "teacher-progress"
     progress_text = "progress-text"
@@ -37,6 +45,8 @@ class ID:
     similarity = "similarity"
     download_png = "download-png"
     png_done = "png-done"
+    download_npz = "download-npz"
+    npz_download = "npz-download"
     # the selection (visualizer.app.selection)
     gallery = "gallery"
     class_counts = "class-counts"
@@ -49,4 +59,6 @@ class ID:
     trajectory_ready = "trajectory-ready"   # the teacher's finished run (announced by the background job)
     trajectory_done = "trajectory-done"     # the background job's own output
     selection = "selection"                 # row numbers of the box/lasso selection
+    panel_width = "panel-width"             # the panels' container width in pixels (measured by the page)
+    step_auto = "step-auto"                 # the step the server put the slider on: {run, step}
 

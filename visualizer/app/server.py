@@ -9,6 +9,8 @@ tab's dcc.Store.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dash
 
 from visualizer.app.config import AppState
@@ -18,13 +20,15 @@ from visualizer.app.page import FEATURES, build_layout
 from visualizer.app.thumbs import add_thumbnail_route
 from visualizer.inspection import LRUCache
 
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "app"     # the page's stylesheet (app.css)
+
 
 def create_app(state: AppState, *, cache: LRUCache | None = None,
                manager: ThreadedJobManager | None = None) -> dash.Dash:
     """The app as a thin shell: layout and behaviour from the feature modules, work in `visualizer.inspection`."""
     manager = manager or ThreadedJobManager()
     ctx = build_context(state, cache, jobs=manager)
-    app = dash.Dash(__name__, title="visualizer", background_callback_manager=manager,
+    app = dash.Dash(__name__, title="visualizer", background_callback_manager=manager, assets_folder=str(ASSETS),
                     update_title=None, suppress_callback_exceptions=False)
     add_thumbnail_route(app.server, ctx.root)
     app.layout = build_layout(layout_info(state, ctx))

@@ -36,6 +36,7 @@ from visualizer.inspection.edits import MEAN_SEEDS, EditSpec, seeds_of, to_trace
 from visualizer.inspection.requests import Request
 from visualizer.inspection.results import FirstLook, StepView, Trajectory
 from visualizer.metrics.compare import compare_all
+from visualizer.models.layer_names import legacy_names, native_names
 from visualizer.trace import Edit
 from visualizer.trace.reductions import parse_reduction
 
@@ -85,6 +86,40 @@ def _maps(tensors: Mapping[str, torch.Tensor], layers: Sequence[str], reduce_fn)
         return {name: reduce_fn(tensors[name][:1])[0].to(torch.float16).cpu().numpy() for name in layers}
 
 
+class PartialTrajectory:
+    """A run in progress, step by step as the sampler reaches them: each step stays on the model's device
+    until someone asks for it (`view(k)`), then that step alone is converted (and kept converted)."""
+
+    def __init__(self, model: str, num_steps: int, to_uint8: Callable):
+        self.model = model
+        self.num_steps = num_steps
+        self._to_uint8 = to_uint8
+        self._steps: list[tuple[float, torch.Tensor, dict[str, torch.Tensor]]] = []
+        self._views: dict[int, StepView] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def add(self, sigma: float, denoised: torch.Tensor, maps: dict[str, torch.Tensor]) -> None:
+        self._steps.append((sigma, denoised, maps))
+
+    @property
+    def sigmas(self) -> list[float]:
+        return [s for s, _, _ in self._steps[:len(self)]]
+
+    def view(self, k: int) -> StepView:
+        """Step `k` (0-based) as the finished trajectory would show it; an IndexError if not reached yet."""
+        with self._lock:
+            if k not in self._views:
+                sigma, denoised, maps = self._steps[k]
+                with torch.no_grad():
+                    image = self._to_uint8(denoised)[0]
+                    self._views[k] = StepView(k, sigma, image, {n: m[0].to(torch.float16).cpu().numpy()
+                                                                for n, m in maps.items()})
+            return self._views[k]
+
+
 class Inspector:
     """The app's engine: given the loaded models, answers `first_look` and `trajectory` requests, cached."""
 
@@ -100,6 +135,7 @@ class Inspector:
         self.slots = {s.key: s for s in slots}
         self.cache = cache if cache is not None else LRUCache()
         self._layers = self._common_layers()
+        self._running: dict[tuple, PartialTrajectory] = {}     # trajectory key -> its steps so far
 
     # -- what the models offer ---------------------------------------------------------------------
     @property
@@ -127,6 +163,24 @@ class Inspector:
             return []
         common = set.intersection(*(set(s.adapter.hookable_layers) for s in slots))
         return [n for n in slots[0].adapter.hookable_layers if n in common]
+
+    def aliases(self) -> dict[str, str]:
+        """Every layer name -> the name of the same module in the other scheme (legacy <-> native).
+
+        `encoder_block_0` <-> `enc.32x32_conv`, `midblock` <-> `dec.8x8_in0`, ...: two names of one module,
+        so a page can show either and hover both. Names with no partner are absent.
+        """
+        slots = list(self.slots.values())
+        if not slots:
+            return {}
+        net = slots[0].adapter.net
+        by_path = {path: name for name, path in native_names(net).items()}
+        out = {}
+        for legacy, path in legacy_names(net).items():
+            native = by_path.get(path)
+            if native is not None and legacy in self._layers and native in self._layers:
+                out[legacy], out[native] = native, legacy
+        return out
 
     def native_layers(self) -> list[str]:
         return [n for n in self.layers() if n.startswith(("enc.", "dec."))]
@@ -169,22 +223,39 @@ class Inspector:
         return Request.make(req, class_label, self.native_layers() if layers is None else layers, reduction)
 
     def first_look(self, req: Request | int, class_label: int | None = None, layers: Sequence[str] | None = None,
-                   reduction: str = "l2") -> FirstLook:
-        """Every model at the shared first input: `first_look(Request)` or `first_look(seed, class, layers)`."""
+                   reduction: str = "l2", *, models: Sequence[str] | None = None) -> FirstLook:
+        """Every model at the shared first input: `first_look(Request)` or `first_look(seed, class, layers)`.
+
+        `models`: only these model keys are computed (a page that hides a model); None: all of them. The
+        similarity needs both models of the pair; an edit of a model left out is not applied.
+        """
         req = self.request(req, class_label, layers, reduction)
         self.check(req)
-        key = ("first", tuple(s.identity for s in self.slots.values()), req)
-        return self.cache.get_or_compute(key, lambda: self._first_look(req), lambda v: v.nbytes)
+        keys = self._chosen(models)
+        key = ("first", tuple(self.slots[k].identity for k in keys), req)
+        if models is not None:
+            key += (keys,)
+        return self.cache.get_or_compute(key, lambda: self._first_look(req, keys), lambda v: v.nbytes)
 
-    def _first_look(self, req: Request) -> FirstLook:
+    def _chosen(self, models: Sequence[str] | None) -> tuple[str, ...]:
+        if models is None:
+            return tuple(self.slots)
+        unknown = [m for m in models if m not in self.slots]
+        if unknown:
+            raise UserError(f"no model {unknown[0]!r} is loaded (loaded: {', '.join(self.slots)})")
+        return tuple(k for k in self.slots if k in models)
+
+    def _first_look(self, req: Request, keys: Sequence[str] | None = None) -> FirstLook:
         start = time.perf_counter()
         reduce_fn = parse_reduction(req.reduction)
-        pair = self.pair
+        keys = tuple(self.slots) if keys is None else tuple(keys)
+        pair = self.pair if self.pair and all(k in keys for k in self.pair) else None
         # Similarity covers every module once: the native names (the legacy ones alias the same modules).
         every = self.native_layers() or self.layers()
         views, finals, full = {}, {}, {}
         originals, original_finals, changes = {}, {}, {}
-        for key, slot in self.slots.items():
+        for key in keys:
+            slot = self.slots[key]
             edited = bool(req.edits_for(key))
             wanted = list(dict.fromkeys([*req.layers, *(every if (pair and key in pair) or edited else [])]))
             tensors, view, final = self._first_evaluation(slot, req, wanted, reduce_fn)
@@ -273,6 +344,10 @@ class Inspector:
     def cached_trajectory(self, model: str, req: Request) -> Trajectory | None:
         return self.cache.get(self.trajectory_key(model, req))
 
+    def partial_trajectory(self, model: str, req: Request) -> PartialTrajectory | None:
+        """The steps of a run still in progress (streamed as they are computed); None when none is running."""
+        return self._running.get(self.trajectory_key(model, req))
+
     def trajectory(self, model: str, req: Request | int, class_label: int | None = None,
                    layers: Sequence[str] | None = None, reduction: str = "l2", *, progress: Progress | None = None,
                    should_stop: Callable[[], None] | None = None) -> Trajectory:
@@ -287,25 +362,41 @@ class Inspector:
     def _trajectory(self, slot: ModelSlot, req: Request, progress: Progress | None,
                     should_stop: Callable[[], None] | None) -> Trajectory:
         start = time.perf_counter()
-        steps_done = [0]
+        key = self.trajectory_key(slot.key, req)
+        reduce_fn = parse_reduction(req.reduction)
+        partial = PartialTrajectory(slot.key, slot.num_steps(), slot.adapter.to_uint8)
+        latest: dict[str, torch.Tensor] = {}
+
+        def keeping(name: str):
+            def reduce(t: torch.Tensor) -> torch.Tensor:   # the trace's reduction, and a handle on this step's map
+                out = reduce_fn(t)
+                latest[name] = out[:1]
+                return out
+            return reduce
 
         def on_evaluation(info: dict) -> None:
             if info.get("stage", "euler") in ("euler", "generator"):
-                steps_done[0] += 1
+                partial.add(float(info["sigma"]), info["denoised"][:1].detach(), dict(latest))
+                latest.clear()
                 if progress is not None:
-                    progress(steps_done[0], int(info["num_steps"]))
+                    progress(len(partial), int(info["num_steps"]))
             if should_stop is not None:
                 should_stop()
 
         if should_stop is not None:
             should_stop()
         # Maps and estimates stay on the model's device until the run ends, so the GPU never waits for
-        # Python between evaluations.
+        # Python between evaluations; a page reading a step while the run goes on converts only that one.
         edits = self.trace_edits(slot, req)
-        with slot.lock:
-            trace = slot.adapter.trace([req.seed], req.class_label, req.layers, steps="all", edits=edits,
-                                       reduce=parse_reduction(req.reduction), settings=slot.settings(),
-                                       keep_denoised=True, to_cpu=False, callback=on_evaluation)
+        self._running[key] = partial
+        try:
+            with slot.lock:
+                trace = slot.adapter.trace([req.seed], req.class_label, req.layers, steps="all", edits=edits,
+                                           reduce={n: keeping(n) for n in req.layers}, settings=slot.settings(),
+                                           keep_denoised=True, to_cpu=False, callback=on_evaluation)
+        finally:
+            if self._running.get(key) is partial:
+                del self._running[key]
         with torch.no_grad():    # converted on the device, then one small copy each (float16 maps, uint8 images)
             images = slot.adapter.to_uint8(torch.cat([trace.denoised[s][:1] for s in trace.steps]))
             maps = {n: trace.layer(n)[:, 0].to(torch.float16).cpu().numpy() for n in req.layers}

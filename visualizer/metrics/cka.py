@@ -20,13 +20,15 @@ quantiles of (half - full), scaled by sqrt(m / (n - m)) for a half of m samples 
 half). Blocks make this cheap: each pair of layers needs only its G x G block sums of K~ o L~, one
 batched matrix product over all layer pairs, instead of one n x n product per resample.
 
-Null: the student's rows are shuffled against the teacher's (pairs of different samples), at the
-full n; its mean is 0 by construction of the U-statistic and its spread is what shuffled pairs
-score. Every matrix carries both beside its estimate.
+Null: the student's rows are shifted cyclically against the teacher's in the random sample order
+(pairs of different samples, every shift s = 1..n-1 a derangement), at the full n; it centres on 0
+and its spread is what shuffled pairs score. All n - 1 shifts cost about one: the shifted trace
+terms are circular cross-correlations, computed with FFTs along the diagonals of the Gram matrices.
+Every matrix carries the interval and the null beside its estimate.
 
 Cost: one Gram matrix per layer (n^2 p), the block sums (n^2 per layer pair, as one bmm), then per
-resample O(G^2) per pair and O(n) per layer, and per null draw one product of the flattened Gram
-matrices (n^2 per layer pair). Gram matrices are float32 unless `dtype` says otherwise (scores then
+resample O(G^2) per pair and O(n) per layer, and for the null n^2 log n per layer plus n^2 per
+layer pair. Gram matrices are float32 unless `dtype` says otherwise (scores then
 agree with float64 to about 1e-5); every sum built from them is float64.
 """
 
@@ -87,18 +89,20 @@ class Resampling:
 
     The samples are dealt at random into G blocks of at most `width` samples: block a holds
     order[starts[a]:starts[a] + sizes[a]]. `keep[b]` marks the blocks resample b keeps (half of
-    them); `shuffles[j]` permutes the second set's rows (indices into `order`) for null draw j.
+    them). Null draw j pairs the k-th sample of `order` in the first set with the (k + shifts[j])-th
+    (mod n) in the second: a derangement of the randomly ordered samples, so every pair is two
+    different samples.
     """
 
     n: int
     order: np.ndarray          # int64 [n]
     sizes: np.ndarray          # int64 [G]
     keep: np.ndarray           # bool [B, G]
-    shuffles: np.ndarray       # int64 [P, n]
+    shifts: np.ndarray         # int64 [P], distinct, in 1..n-1
     seed: int
 
     @classmethod
-    def draw(cls, n: int, resamples: int = 200, null: int = 100, blocks: int = 100, seed: int = 0) -> Resampling:
+    def draw(cls, n: int, resamples: int = 200, null: int = 1000, blocks: int = 100, seed: int = 0) -> Resampling:
         if n < MIN_SAMPLES:
             raise UserError(f"CKA over samples needs at least {MIN_SAMPLES} samples, got {n}")
         if resamples < 0 or null < 0 or blocks < 2:
@@ -110,10 +114,8 @@ class Resampling:
         keep = np.zeros((resamples, groups), dtype=bool)
         for b in range(resamples):
             keep[b, torch.randperm(groups, generator=g)[: groups // 2].numpy()] = True
-        shuffles = np.zeros((null, n), dtype=np.int64)
-        for j in range(null):
-            shuffles[j] = torch.randperm(n, generator=g).numpy()
-        return cls(n, order, sizes, keep, shuffles, int(seed))
+        shifts = np.sort(1 + torch.randperm(n - 1, generator=g)[:null].numpy()).astype(np.int64)
+        return cls(n, order, sizes, keep, shifts, int(seed))
 
     @property
     def blocks(self) -> int:
@@ -137,8 +139,9 @@ class Resampling:
                             f"{self.blocks} random blocks of samples; interval = estimate + quantiles of "
                             "(half - full) * sqrt(m / (n - m))",
                 "resamples": int(self.keep.shape[0]), "blocks": self.blocks,
-                "null": "shuffled pairs: the second set's rows permuted against the first's, at the full n",
-                "null_draws": int(self.shuffles.shape[0]), "seed": self.seed}
+                "null": "shuffled pairs at the full n: the randomly ordered rows of the second set shifted "
+                        "cyclically against the first's, so no sample meets itself",
+                "null_draws": int(len(self.shifts)), "seed": self.seed}
 
 
 # -- the matrix ------------------------------------------------------------------------------------
@@ -211,20 +214,24 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def gram_stack(features: Sequence[Features], rs: Resampling, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """[L, N, N] Gram matrices of the centred features in the padded block layout (N = blocks x width):
     sample order[k] at row positions()[k], unused rows all 0; diagonals zeroed."""
-    index = torch.as_tensor(rs.order, device=device)
-    where = torch.as_tensor(rs.positions(), device=device)
+    where = rs.positions()
+    padded = len(where) != rs.blocks * rs.width
     size = rs.blocks * rs.width
     out = torch.empty((len(features), size, size), device=device, dtype=dtype)
-    x_pad = torch.zeros((size, 1), device=device, dtype=dtype)
     for i, x in enumerate(features):
-        x = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
         if x.shape[0] != rs.n:
             raise UserError(f"feature set {i} has {x.shape[0]} rows, expected {rs.n}")
-        x = x.reshape(rs.n, -1).to(device).index_select(0, index).to(dtype)
-        if x_pad.shape[1] != x.shape[1]:
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x.reshape(rs.n, -1)[rs.order]))
+        else:
+            x = x.reshape(rs.n, -1)[torch.as_tensor(rs.order, device=x.device)]
+        x = x.to(device=device, dtype=dtype)
+        x -= x.mean(0, keepdim=True)
+        if padded:
             x_pad = torch.zeros((size, x.shape[1]), device=device, dtype=dtype)
-        x_pad[where] = x - x.mean(0, keepdim=True)
-        torch.mm(x_pad, x_pad.T, out=out[i])
+            x_pad[torch.as_tensor(where, device=device)] = x
+            x = x_pad
+        torch.mm(x, x.T, out=out[i])
         out[i].fill_diagonal_(0)
     return out
 
@@ -289,35 +296,34 @@ def _resampled(x: _Side, y: _Side, t: torch.Tensor, w: torch.Tensor, sizes: torc
     return _ratio(num, hx[:, :, None], hy[:, None, :])
 
 
-def _null(x: _Side, y: _Side, shuffles: torch.Tensor, sum_x, sum_y, hx, hy, n: int,
-          max_elements: int = 1 << 27, chunk: int = 1 << 20) -> torch.Tensor:
-    """Debiased CKA [P, R, C] with the second set's rows shuffled (pairs of different samples), at the full n.
+def _null(x: _Side, y: _Side, rs: Resampling, sum_x, sum_y, hx, hy, max_elements: int = 1 << 27) -> torch.Tensor:
+    """Debiased CKA [P, R, C] of shuffled pairs: the second set's rows shifted cyclically by each of rs.shifts.
 
-    Only tr(K~ L~) and 1'K~L~1 change under a shuffle. The shuffled Gram matrix L[perm][:, perm] is
-    made with two row gathers (it is symmetric), a few student layers at a time; the trace is one
-    product of flattened Gram matrices, summed in float64 over chunks of `chunk` entries.
+    Only tr(K~ L~) and 1'K~L~1 change under a shift s; for every s at once they are circular
+    cross-correlations. With d = j - i (mod n), tr_s = sum_ij Kx[i, j] Ky[i+s, j+s] =
+    sum_d (a_d * b_d)[s], where a_d[i] = Kx[i, i+d] and b_d[i] = Ky[i, i+d]: one FFT per diagonal
+    and one product per frequency, O(n^2 (R + C) log n + n^2 R C) for all n - 1 shifts, instead of
+    one n x n product per layer pair and draw. Diagonals are taken in chunks that fit `max_elements`.
     """
-    r_, c_, size = x.k.shape[0], y.k.shape[0], x.k.shape[1]
-    out = torch.empty((len(shuffles), r_, c_), dtype=torch.float64, device=x.k.device)
-    kx = x.k.reshape(r_, -1)
-    by_rows = x.k.device.type == "cuda"      # one batched product over rows (GPU); long flat products (CPU)
-    step = max(1, max_elements // (size * size))
-    for j, perm in enumerate(shuffles):
-        tr = torch.zeros((r_, c_), dtype=torch.float64, device=x.k.device)
-        for c0 in range(0, c_, step):
-            half = y.k[c0:c0 + step].index_select(1, perm).transpose(1, 2).contiguous()
-            ky = half.index_select(1, perm)                                          # = L[perm][:, perm]
-            del half
-            if by_rows:
-                prod = torch.bmm(x.k.transpose(0, 1), ky.permute(1, 2, 0))          # [N, R, C]: row i's share
-                tr[:, c0:c0 + step] = prod.sum(0, dtype=torch.float64)
-                continue
-            ky = ky.reshape(ky.shape[0], -1)
-            for s in range(0, kx.shape[1], chunk):
-                tr[:, c0:c0 + step] += (kx[:, s:s + chunk] @ ky[:, s:s + chunk].T).double()
-        cross = x.row @ y.row[:, perm].T
-        out[j] = _ratio(_hsic(tr, sum_x[:, None], sum_y[None, :], cross, n), hx[:, None], hy[None, :])
-    return out
+    r_, c_, n, device = x.k.shape[0], y.k.shape[0], rs.n, x.k.device
+    if not len(rs.shifts):
+        return torch.zeros((0, r_, c_), dtype=torch.float64, device=device)
+    where = torch.as_tensor(rs.positions(), device=device)               # sample k of `order` -> padded row
+    freqs = n // 2 + 1
+    spectrum = torch.zeros((freqs, r_, c_), dtype=torch.complex128, device=device)
+    step = max(1, max_elements // (4 * n * (r_ + c_)))
+    i = torch.arange(n, device=device)
+    for d0 in range(0, n, step):
+        d = torch.arange(d0, min(n, d0 + step), device=device)
+        rows, cols = where[i][None, :], where[(i[None, :] + d[:, None]) % n]                # [1, n], [D, n]
+        a, b = (torch.fft.rfft(k[:, rows, cols], dim=-1).permute(0, 2, 1) for k in (x.k, y.k))   # [L, n(f), D]
+        spectrum += torch.bmm(a.conj().permute(1, 0, 2), b.permute(1, 2, 0)).to(torch.complex128)   # [f, R, C]
+    tr = torch.fft.irfft(spectrum, n=n, dim=0)[torch.as_tensor(rs.shifts, device=device)]      # [P, R, C]
+    fx = torch.fft.rfft(x.row[:, where], dim=-1)                                            # row sums, in order
+    fy = torch.fft.rfft(y.row[:, where], dim=-1)
+    cross = torch.fft.irfft(fx.conj()[:, None, :] * fy[None, :, :], n=n, dim=-1)            # [R, C, n(s)]
+    cross = cross[:, :, torch.as_tensor(rs.shifts, device=device)].permute(2, 0, 1)
+    return _ratio(_hsic(tr, sum_x[:, None], sum_y[None, :], cross, n), hx[:, None], hy[None, :])
 
 
 def _cka_from_grams(kx: torch.Tensor, ky: torch.Tensor, rs: Resampling, room: int = 1 << 27,
@@ -336,12 +342,7 @@ def _cka_from_grams(kx: torch.Tensor, ky: torch.Tensor, rs: Resampling, room: in
     sizes = torch.as_tensor(rs.sizes, dtype=torch.float64, device=device)
     draws = [_resampled(x, y, t, keep[b:b + chunk], sizes) for b in range(0, len(keep), chunk)]
     resampled = torch.cat(draws) if draws else torch.zeros((0, *estimate.shape), dtype=torch.float64, device=device)
-    # Null shuffles act on the samples, i.e. on their padded positions (unused rows stay where they are).
-    where = torch.as_tensor(rs.positions(), device=device)
-    perms = torch.arange(g * width, device=device).repeat(len(rs.shuffles), 1)
-    if len(rs.shuffles):
-        perms[:, where] = where[torch.as_tensor(rs.shuffles, device=device)]
-    null = _null(x, y, perms, sum_x, sum_y, hx, hy, n, max_elements=room)
+    null = _null(x, y, rs, sum_x, sum_y, hx, hy, max_elements=room)
     return {"estimate": estimate, "resampled": resampled, "null": null, "kept": keep @ sizes}
 
 
@@ -385,7 +386,7 @@ def cka_matrix(
     ys: Mapping[str, Features],
     *,
     resamples: int = 200,
-    null: int = 100,
+    null: int = 1000,
     blocks: int = 100,
     seed: int = 0,
     confidence: float = 0.95,
@@ -399,11 +400,12 @@ def cka_matrix(
     """Debiased linear CKA of every set in `xs` (rows) against every set in `ys` (columns).
 
     Each value is an [n, ...] array or tensor with one row per sample, in the same sample order in
-    every set. `resamples` half-sample draws give the interval at `confidence`, `null` shuffled-pair
-    draws the null; `blocks` is the number of blocks the halves are made of. `classes` ('all' or a
-    list, with `labels` [n]) adds one matrix per class in `per_class`, over that class's samples with
-    its own draws (seed + 1 + class). `max_bytes` bounds the Gram matrices held at once (default: 60%
-    of the free memory on CUDA, 2 GiB elsewhere); the row sets are then taken in chunks.
+    every set. `resamples` half-sample draws give the interval at `confidence`; `null` shuffled-pair
+    draws give the null (at most n - 1, every cyclic shift; all cost what one costs); `blocks` is the
+    number of blocks the halves are made of. `classes` ('all' or a list, with `labels` [n]) adds one
+    matrix per class in `per_class`, over that class's samples with its own draws (seed + 1 + class).
+    `max_bytes` bounds the Gram matrices held at once (default: 60% of the free memory on CUDA, 2 GiB
+    elsewhere); the row sets are then taken in chunks.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype or default_dtype(device)
@@ -428,7 +430,7 @@ def cka_matrix(
         idx = np.flatnonzero(labels == c)
         if len(idx) < MIN_SAMPLES:
             continue
-        sub = Resampling.draw(len(idx), rs.keep.shape[0], rs.shuffles.shape[0], blocks, seed + 1 + int(c))
+        sub = Resampling.draw(len(idx), rs.keep.shape[0], len(rs.shifts), blocks, seed + 1 + int(c))
         parts = _run([_take(v, idx) for v in xs.values()], [_take(v, idx) for v in ys.values()], sub, device, dtype,
                      max_bytes)
         out.per_class[int(c)] = _summarise(list(xs), list(ys), len(idx), parts, confidence,
@@ -530,7 +532,7 @@ def sigma_alignment(
     sigmas: Mapping[int, float],
     *,
     resamples: int = 200,
-    null: int = 50,
+    null: int = 1000,
     blocks: int = 100,
     seed: int = 0,
     confidence: float = 0.95,

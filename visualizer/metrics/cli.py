@@ -50,7 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "instead of the run's pooled stores")
     g = parser.add_argument_group("statistics")
     g.add_argument("--resamples", type=int, default=200, metavar="B", help="half-sample resamples (default 200)")
-    g.add_argument("--null", type=int, default=100, metavar="P", help="shuffled-pair null draws (default 100)")
+    g.add_argument("--null", type=int, default=1000, metavar="P",
+                   help="shuffled-pair null draws, at most samples - 1 (default 1000)")
     g.add_argument("--blocks", type=int, default=100, metavar="G",
                    help="blocks the halves are made of (default 100)")
     g.add_argument("--confidence", type=float, default=0.95, metavar="C", help="interval level (default 0.95)")
@@ -109,12 +110,11 @@ def run(args: argparse.Namespace) -> int:
     print(_matrix_table(matrix, seconds))
 
     if args.sigma_alignment:
-        options_a = {**options, "null": min(args.null, 50)}
         try:
-            aligned = sigma_alignment_run(source, layers, seeds=seeds, **models, **options_a)
+            aligned = sigma_alignment_run(source, layers, seeds=seeds, **models, **options)
         except MissingStores as e:
             derived = _derived(source, e.layers, ["all"], label, allowed, e)
-            aligned = sigma_alignment_run(derived, layers, seeds=seeds, **models, **options_a)
+            aligned = sigma_alignment_run(derived, layers, seeds=seeds, **models, **options)
             aligned.context["source"]["derived_from"] = str(source.root)
         written += _write_alignment(aligned, out_dir / "sigma-alignment")
         print(_alignment_table(aligned))

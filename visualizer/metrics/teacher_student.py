@@ -97,8 +97,7 @@ def sigma_alignment_run(
 ) -> SigmaAlignment:
     """Each student layer against the teacher's same layer at every recorded teacher step (or `steps`).
 
-    Needs a run recorded with `embed --steps all` (or several steps); `options` as in `compare_run`
-    (the null defaults to 50 shuffles here, since there are layers x steps cells).
+    Needs a run recorded with `embed --steps all` (or several steps); `options` as in `compare_run`.
     """
     run = run if isinstance(run, EmbedRun) else EmbedRun.open(run)
     t_key, s_key = teacher or run.model_with_role("teacher"), student or run.model_with_role("student")
@@ -118,8 +117,7 @@ def sigma_alignment_run(
         for name in names:
             teacher_rows[(name, k)] = run.features(t_key, name, k, t_rows)
     student_rows = {name: run.features(s_key, name, 0, s_rows) for name in names}
-    options = {"null": 50, **_options(options)}
-    out = sigma_alignment(teacher_rows, student_rows, sigmas, **options)
+    out = sigma_alignment(teacher_rows, student_rows, sigmas, **_options(options))
     out.context = {"source": _store_source(run, names, s_rows),
                    "teacher": {"model": t_key, **_model_info(run, t_key)},
                    "student": {"model": s_key, "step": 0, "sigma": s_rows.sigma, **_model_info(run, s_key)}}
