@@ -40,8 +40,12 @@ def digest(t: torch.Tensor) -> dict:
 def outputs(run) -> dict:
     """run(teacher, student, layers) -> dict of tensors; the recorder and the test call the same runner."""
     teacher, student = pair()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)     # kernels chosen by thread count can differ in the last bits
-    return run(teacher, student, LAYERS)
+    try:
+        return run(teacher, student, LAYERS)
+    finally:
+        torch.set_num_threads(threads)   # later tests in the same process run as before
 
 
 if __name__ == "__main__":

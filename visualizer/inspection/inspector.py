@@ -14,7 +14,8 @@ Two questions, answered separately so the fast one never waits for the slow one:
 
 Heatmaps are reduced on the model's device; only the reduced maps (and scalar similarities) reach
 the CPU. Each model has a lock, held while its hooks are in place, so concurrent requests never
-see each other's activations. Results live in an LRU cache bounded in bytes and keyed by value
+see each other's activations; a first look goes before waiting teacher runs (`locks.ModelLock`), so
+it waits at most for the run in progress. Results live in an LRU cache bounded in bytes and keyed by value
 (model identity and settings, seed, class, layers, reduction): a repeated click is a lookup, and
 concurrent identical requests compute once.
 """
@@ -33,6 +34,7 @@ from visualizer.adapters.base import DiffusionAdapter
 from visualizer.errors import UserError
 from visualizer.inspection.cache import LRUCache
 from visualizer.inspection.edits import MEAN_SEEDS, EditSpec, seeds_of, to_trace_edit
+from visualizer.inspection.locks import ModelLock
 from visualizer.inspection.requests import Request
 from visualizer.inspection.results import FirstLook, StepView, Trajectory
 from visualizer.metrics.compare import compare_all
@@ -50,7 +52,7 @@ class ModelSlot:
     key: str
     adapter: DiffusionAdapter
     sample_kwargs: dict = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: ModelLock = field(default_factory=ModelLock)     # a first look goes before waiting teacher runs
 
     @property
     def role(self) -> str:
@@ -390,7 +392,7 @@ class Inspector:
         edits = self.trace_edits(slot, req)
         self._running[key] = partial
         try:
-            with slot.lock:
+            with slot.lock.background():
                 trace = slot.adapter.trace([req.seed], req.class_label, req.layers, steps="all", edits=edits,
                                            reduce={n: keeping(n) for n in req.layers}, settings=slot.settings(),
                                            keep_denoised=True, to_cpu=False, callback=on_evaluation)

@@ -1,0 +1,273 @@
+"""What the browser may send: one declared type per component property that a server callback reads.
+
+The browser is not trusted. Every callback request names the component properties it carries
+(`clicked.data`, `scatter.clickData`, `seed-input.value`, ...); `property_types(ctx, layout)` gives
+each of them a pydantic type, and `visualizer.app.guard` checks every value of every request
+against it before Dash calls any callback. A property means the same thing whichever callback reads
+it, so its type is declared once, here, for every callback that reads it now or later; a server
+callback reading a property declared nowhere is caught by the tests (`undeclared`).
+
+Types follow what the app loaded: a class is one of the loaded classes, a layer one the models
+know, a row one of the table, and a control with options (radio items, dropdowns, checklists) holds
+one of the options its layout offers. Stores the server writes itself (`clicked`, `first-ready`,
+`trajectory-ready`, `step-auto`, `selection`) have their exact shape, extra keys refused. Typed
+text is only bounded here (a number box: a number within its min and max): its callback says what
+is wrong with it.
+"""
+
+# No `from __future__ import annotations`: the TypedDicts below are built inside a function from its
+# local types, which pydantic can read only as real objects, not as strings.
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Annotated, Any
+
+from dash.development.base_component import Component
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
+from typing_extensions import NotRequired, TypedDict
+
+from visualizer.app.context import AppContext
+from visualizer.app.ids import ID
+from visualizer.trace.reductions import REDUCTIONS
+
+MAX_SEED = 2**32 - 1        # seeds are drawn modulo 2^32 (visualizer.models.seeding)
+MAX_STEPS = 100_000         # sampler steps of any run the page can show
+MAX_POINTS = 2_000_000      # points in one plot event (a box selection of every point)
+MAX_TEXT = 10_000
+
+NClicks = Annotated[int, Field(strict=True, ge=0, le=10**9)] | None
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+def _one_of(allowed: set, what: str) -> Callable[[Any], Any]:
+    def check(value):
+        try:
+            known = value in allowed
+        except TypeError:          # a list or a dict: never an option
+            known = False
+        if not known:
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise ValueError(f"{shown} is not {what}")
+        return value
+    return check
+
+
+def _typed(box: Component):
+    """A dcc.Input's value: a number box holds a finite number within its min and max (or nothing); any
+    other box text of at most its maxLength (or a number a callback put there). Its callback judges the rest."""
+    low, high = getattr(box, "min", None), getattr(box, "max", None)
+    numeric = getattr(box, "type", "text") == "number"
+    longest = int(getattr(box, "maxLength", None) or 1000)
+
+    def check(value):
+        if value is None:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError("expected a finite number")
+            if numeric and (low is not None and value < low or high is not None and value > high):
+                raise ValueError(f"expected a number from {low if low is not None else '-inf'} to "
+                                 f"{high if high is not None else 'inf'}")
+            return value
+        if isinstance(value, str) and not numeric:
+            if len(value) > longest:
+                raise ValueError(f"expected at most {longest} characters")
+            return value
+        raise ValueError("expected a number" if numeric else "expected text")
+
+    return Annotated[Any, PlainValidator(check)]
+
+
+def _progress_value(value):
+    """A progress bar's value: nothing, a number, or a number as text."""
+    if value is None or isinstance(value, str) and re.fullmatch(r"\d{1,9}", value):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return value
+    raise ValueError("expected a step count")
+
+
+def _plot_event(least: int, most: int, rows: int):
+    """A Plotly click, hover or selection: {"points": [...]}, each point's row number (customdata) in the table.
+
+    Checked by hand, not by a pydantic model: a box selection can hold 100k points, and a model
+    copies each of them (0.6 s for 100k, against a few ms here).
+    """
+    def check(value):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ValueError("expected an object with 'points'")
+        points = value.get("points", None if least else [])
+        if not isinstance(points, list):
+            raise ValueError("points: expected a list")
+        if not least <= len(points) <= most:
+            raise ValueError(f"points: expected {least} to {most} points, got {len(points)}")
+        for i, p in enumerate(points):
+            if not isinstance(p, dict):
+                raise ValueError(f"points.{i}: expected an object")
+            if "customdata" in p and (type(p["customdata"]) is not int or not 0 <= p["customdata"] < rows):
+                raise ValueError(f"points.{i}.customdata: expected a row number (0 to {rows - 1})")
+            for key in ("curveNumber", "pointNumber", "pointIndex"):
+                if key in p and (type(p[key]) is not int or p[key] < 0):
+                    raise ValueError(f"points.{i}.{key}: expected a whole number >= 0")
+            box = p.get("bbox", {})
+            if not isinstance(box, dict) or any(not _finite(box[k]) for k in ("x0", "x1", "y0", "y1") if k in box):
+                raise ValueError(f"points.{i}.bbox: expected finite x0, x1, y0, y1")
+        return value
+
+    return Annotated[Any, PlainValidator(check)]
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def options_in(layout: Component) -> dict[str, tuple[set, bool]]:
+    """{component id: (the values its options offer, multi?)} for every control with options in the layout."""
+    found = {}
+    for comp in _walk(layout):
+        options = getattr(comp, "options", None)
+        ident = getattr(comp, "id", None)
+        if options is None or not isinstance(ident, str):
+            continue
+        if isinstance(options, Mapping):
+            values = set(options)
+        else:
+            values = {o.get("value") if isinstance(o, Mapping) else o for o in options}
+        multi = bool(getattr(comp, "multi", False)) or type(comp).__name__ == "Checklist"
+        found[ident] = (values, multi)
+    return found
+
+
+def _walk(node) -> Iterator[Component]:
+    if isinstance(node, Component):
+        yield node
+        node = getattr(node, "children", None)
+    if isinstance(node, (list, tuple)):
+        for child in node:
+            yield from _walk(child)
+    elif isinstance(node, Component):
+        yield from _walk(node)
+
+
+def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]:
+    """{"<component id>.<property>": TypeAdapter} for every property a server callback may read."""
+    rows = len(ctx.frame) if ctx.frame is not None else 0
+    labels = {c for c, _ in ctx.classes}
+    layers = set(ctx.inspector.layers())
+    model_keys = set(ctx.inspector.slots) | set(ctx.model_order)
+
+    Row = Annotated[int, Field(strict=True, ge=0, lt=rows)]
+    Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
+    Label = Annotated[int, Field(strict=True), AfterValidator(_one_of(labels, "a class of the loaded models"))] \
+        if labels else Annotated[int, Field(strict=True, ge=0, lt=100_000)]
+    Layer = Annotated[str, AfterValidator(_one_of(layers, "a layer of the loaded models"))]
+    Model = Annotated[str, AfterValidator(_one_of(model_keys, "a loaded model"))]
+    spec = re.compile(rf"(?:{'|'.join(map(re.escape, REDUCTIONS))})(?::\d{{1,7}})?")
+    Reduction = Annotated[str, Field(max_length=64),
+                          AfterValidator(lambda s: s if spec.fullmatch(s) else _refuse("not a reduction"))]
+    Layers = Annotated[list[Layer], Field(min_length=1, max_length=max(len(layers), 1))]
+
+    class Clicked(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        seed: Seed
+        class_label: Label
+        sample_id: NotRequired[Annotated[str, Field(max_length=500)] | None]
+        model: NotRequired[Annotated[str, Field(max_length=200)] | None]
+        row: NotRequired[Row]
+        clicked_at: NotRequired[Finite]
+
+    class FirstReady(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        seed: Seed
+        class_label: Label
+        layers: Layers
+        reduction: Reduction
+        models: NotRequired[Annotated[list[Model], Field(max_length=len(model_keys))]]
+
+    class TrajectoryReady(FirstReady):
+        model: Model
+        num_steps: Annotated[int, Field(strict=True, ge=1, le=MAX_STEPS)]
+        sigmas: Annotated[list[Annotated[float, Field(allow_inf_nan=False, ge=0)]], Field(max_length=MAX_STEPS)]
+        seconds: Annotated[float, Field(allow_inf_nan=False, ge=0)]
+
+    def one_sigma_per_step(ready):
+        if ready is not None and len(ready["sigmas"]) != ready["num_steps"]:
+            raise ValueError(f"{len(ready['sigmas'])} sigmas for num_steps {ready['num_steps']}")
+        return ready
+
+    class StepAuto(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        run: Text
+        step: Annotated[int, Field(strict=True, ge=0, le=MAX_STEPS)]
+
+    declared: dict[str, Any] = {
+        f"{ID.scatter}.clickData": _plot_event(1, 100, rows),          # the point(s) under the mouse
+        f"{ID.scatter}.hoverData": _plot_event(1, 100, rows),
+        f"{ID.scatter}.selectedData": _plot_event(0, MAX_POINTS, rows),  # a box or lasso: any number
+        f"{ID.scatter}.relayoutData": dict[str, Any] | None,
+        f"{ID.reduction_arg}.value": Annotated[int, Field(strict=True, ge=0, le=10**6)] | None,
+        f"{ID.slider}.value": Annotated[int, Field(strict=True, ge=0, le=MAX_STEPS)] | None,
+        f"{ID.progress}.value": Annotated[Any, BeforeValidator(_progress_value)],
+        f"{ID.clicked}.data": Clicked | None,
+        f"{ID.first_ready}.data": FirstReady | None,
+        f"{ID.trajectory_ready}.data": Annotated[TrajectoryReady | None, AfterValidator(one_sigma_per_step)],
+        f"{ID.trajectory_done}.data": dict[str, Finite] | None,
+        f"{ID.selection}.data": Annotated[list[Row], Field(max_length=MAX_POINTS)] | None,
+        "step-auto.data": StepAuto | None,                  # the panels' own stores and ids
+        "panel-width.data": Annotated[float, Field(allow_inf_nan=False, ge=0, le=100_000)] | None,
+        "results.id": Text | None,
+    }
+    for ident, (values, multi) in options_in(layout).items():   # the controls with options
+        one = Annotated[Any, AfterValidator(_one_of(values, f"one of the options of {ident}"))]
+        declared.setdefault(f"{ident}.value", (Annotated[list[one], Field(max_length=len(values))] if multi
+                                               else one) | None)
+    for ident in _clickable(layout):
+        declared.setdefault(f"{ident}.n_clicks", NClicks)
+    for comp in _walk(layout):                                  # boxes the user types into
+        if type(comp).__name__ == "Input" and isinstance(getattr(comp, "id", None), str):
+            declared.setdefault(f"{comp.id}.value", _typed(comp))
+    return {name: TypeAdapter(t) for name, t in declared.items()}
+
+
+def _clickable(layout: Component) -> list[str]:
+    return [c.id for c in _walk(layout) if isinstance(getattr(c, "id", None), str) and "n_clicks" in c._prop_names]
+
+
+def _refuse(why: str):
+    raise ValueError(why)
+
+
+def problem(name: str, adapter: TypeAdapter, value: Any) -> str | None:
+    """None when `value` fits the type of property `name`; else a short message naming the field inside it."""
+    try:
+        adapter.validate_python(value)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join([name, *(str(p) for p in first["loc"] if not _is_tag(p))])
+        message = first["msg"].removeprefix("Value error, ")
+        inner = re.match(r"([\w]+(?:\.[\w]+)*): (.*)", message)   # a checker's own "points.3.customdata: ..."
+        if inner:
+            where, message = f"{where}.{inner.group(1)}", inner.group(2)
+        return f"{where}: {message}"
+    return None
+
+
+def _is_tag(part) -> bool:
+    """Pydantic's names of the branch of a type it tried ('function-after[...]', 'list[...]'), not data keys."""
+    return isinstance(part, str) and ("[" in part or part in ("int", "str", "float", "none", "dict", "list"))
+
+
+def undeclared(callback_map: Mapping[str, dict], types: Mapping[str, Any]) -> list[str]:
+    """Properties that a server callback reads but no type declares (each once, sorted)."""
+    missing = set()
+    for entry in callback_map.values():
+        if "callback" not in entry:
+            continue
+        for dep in [*entry.get("inputs", []), *entry.get("state", [])]:
+            name = f"{dep['id']}.{dep['property']}"
+            if name not in types:
+                missing.add(name)
+    return sorted(missing)
