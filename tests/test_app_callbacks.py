@@ -367,6 +367,7 @@ def test_register_wires_every_callback_of_every_feature(state):
         "step-auto.data..",
         "..panels.figure...step-label.children..", "..layer-pick.value...layer-pick.options...layer-naming.value..",
         "..reduction-arg.disabled...reduction-arg.value..", "png-done.children",
+        "server-notice.style",    # issue 14: the server's notice bar hides when clicked (in the browser)
         "..selection.data...gallery.children...class-counts.figure...selection-summary.children..."
         "export-csv.disabled..", "csv-download.data",
         # issue 18: the spinner's line, the panels' width and file name, the seed message, the .npz download

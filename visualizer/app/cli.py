@@ -13,6 +13,11 @@ Examples:
 With --embeddings alone the models recorded in its sidecar are loaded. Start-up problems (a missing
 file, a malformed CSV, a checkpoint its adapter cannot read, an unknown adapter) print one line
 and exit with status 2.
+
+Sharing: the default --host 127.0.0.1 serves this computer only. Any other address (--host 0.0.0.0)
+needs an access token, as Jupyter does: a random one is printed in the start-up address unless
+--token or $VISUALIZER_TOKEN gives one; every page, thumbnail and callback asks for it, and the page
+then shows no absolute paths.
 """
 
 from __future__ import annotations
@@ -47,9 +52,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("server")
     g.add_argument("--device", metavar="DEVICE", help="cuda, cuda:1, cpu, mps (default: the best available)")
     add_speed_arguments(g)
-    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    g.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this computer only; any other needs a token)")
     g.add_argument("--port", type=int, default=8050, help="port (default 8050)")
-    g.add_argument("--debug", action="store_true", help="Dash debug mode (dev tools, error pop-ups)")
+    g.add_argument("--debug", action="store_true",
+                   help="Dash debug mode (dev tools, error pop-ups); only on 127.0.0.1 without a token")
+    g.add_argument("--token", metavar="TOKEN",
+                   help="access token every request must bring (default: $VISUALIZER_TOKEN; a random one for a "
+                        "--host other than 127.0.0.1)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -89,9 +99,14 @@ def _key_for(adapter: str, embeddings: Path | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from visualizer.app.access import access_token, start_url
     from visualizer.app.config import load
     from visualizer.app.server import create_app
 
+    token = access_token(args.host, getattr(args, "token", None))
+    if token and args.debug:
+        raise UserError("--debug shows tracebacks and a code console to whoever opens the page: use it only on "
+                        "127.0.0.1 without --token")
     config = config_from_args(args)
     state = load(config)
     for line in state.startup_lines():
@@ -101,10 +116,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"visualizer: compiling {slot.key} for {slot.adapter.device} (--compile {slot.adapter.compile}; "
                   "the first time takes about a minute) ...", flush=True)
             print(f"visualizer: {slot.key} ready in {slot.adapter.warm_up():.1f} s", flush=True)
-    app = create_app(state)
+    app = create_app(state, token=token)
     points = 0 if state.embeddings is None else len(state.embeddings.frame)
-    print(f"visualizer: {points:,} points, {len(state.slots)} model(s); open http://{args.host}:{args.port}/",
+    print(f"visualizer: {points:,} points, {len(state.slots)} model(s); open {start_url(args.host, args.port, token)}",
           flush=True)
+    if token:
+        print("visualizer: every request needs this access token (the address above brings it); share it only with "
+              "those who may use this server and its GPU", flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, use_reloader=False)
     return 0
 

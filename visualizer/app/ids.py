@@ -59,6 +59,8 @@ class ID:
     trajectory_ready = "trajectory-ready"   # the teacher's finished run (announced by the background job)
     trajectory_done = "trajectory-done"     # the background job's own output
     selection = "selection"                 # row numbers of the box/lasso selection
+    # the server's own (visualizer.app.guard)
+    notice = "server-notice"                # what the server refused or could not do, in words
     panel_width = "panel-width"             # the panels' container width in pixels (measured by the page)
     step_auto = "step-auto"                 # the step the server put the slider on: {run, step}
 
