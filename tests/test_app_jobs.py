@@ -4,7 +4,7 @@ The real app through Flask's test client; the teacher's runs are held at a gate 
 lock, where a long run spends its time) so the test decides when they move. Checked: never more
 running jobs than the limit and never more waiting than the queue, the rest answered "busy" at
 once; a session's new run cancels its old one; a first look is served while runs are queued, before
-any of them.
+any of them, the run in progress giving way at its next network evaluation.
 """
 
 import threading
@@ -40,16 +40,20 @@ def app(state):
 
 @pytest.fixture()
 def gate(app):
-    """Teacher runs wait at this gate while holding the teacher's lock; `log` records who traced, in order."""
+    """Teacher runs wait at this gate after their first network evaluation, holding the teacher's lock (a run
+    in progress); `log` records who traced, in order."""
     slot = app.visualizer.inspector.slots["teacher"]
     opened, log = threading.Event(), []
     original = slot.adapter.trace
 
     def trace(seeds, *args, **kw):
-        run = kw.get("callback") is not None           # a whole run (a first look has no sampler callback)
-        log.append(("run" if run else "first", int(seeds[0])))
-        if run:
-            assert opened.wait(60), "the gate never opened"
+        sampler = kw.get("callback")                   # a whole run (a first look has no sampler callback)
+        log.append(("run" if sampler else "first", int(seeds[0])))
+        if sampler is not None:
+            def held(info):
+                assert opened.wait(60), "the gate never opened"
+                return sampler(info)
+            kw["callback"] = held
         return original(seeds, *args, **kw)
 
     slot.adapter.trace = trace
@@ -136,11 +140,14 @@ def test_a_first_look_is_served_while_teacher_runs_are_queued(app, gate):
     viewer.start()
     lock = app.visualizer.inspector.slots["teacher"].lock
     _until(lambda: lock.urgent_waiting == 1, "the first look to wait for the teacher's lock")
-    opened.set()                                                # the run in progress ends; four are still queued
+    opened.set()                                     # the run in progress gives way at its next evaluation
     viewer.join(60)
     assert got["status"] == 200 and got["data"]["response"]["first-ready"]["data"]["seed"] == 77
     _until(lambda: manager.running_jobs() == 0, "the queue to drain")
-    assert log[:3] == [("run", 0), ("first", 77), ("run", 1)]   # right after the run in progress, before the queue
+    # the first look before the rest of the run in progress (which then starts again) and before the queue
+    assert log[:4] == [("run", 0), ("first", 77), ("run", 0), ("run", 1)]
+    req = Request.make(0, 0, app.visualizer.default_layers[:2], "l2")
+    assert app.visualizer.inspector.cached_trajectory("teacher", req).num_steps == STEPS
 
 
 def test_model_lock_lets_urgent_requests_go_before_background_ones():

@@ -14,8 +14,9 @@ Two questions, answered separately so the fast one never waits for the slow one:
 
 Heatmaps are reduced on the model's device; only the reduced maps (and scalar similarities) reach
 the CPU. Each model has a lock, held while its hooks are in place, so concurrent requests never
-see each other's activations; a first look goes before waiting teacher runs (`locks.ModelLock`), so
-it waits at most for the run in progress. Results live in an LRU cache bounded in bytes and keyed by value
+see each other's activations; a first look goes before waiting teacher runs (`locks.ModelLock`), and a
+run in progress gives way to it at its next network evaluation, then starts again (at most
+MAX_GIVE_WAY times a run). Results live in an LRU cache bounded in bytes and keyed by value
 (model identity and settings, seed, class, layers, reduction): a repeated click is a lookup, and
 concurrent identical requests compute once.
 """
@@ -43,6 +44,11 @@ from visualizer.trace import Edit
 from visualizer.trace.reductions import parse_reduction
 
 Progress = Callable[[int, int], None]
+MAX_GIVE_WAY = 3      # times a teacher run in progress gives way to waiting first looks (then it keeps its model)
+
+
+class _GiveWay(Exception):
+    """Raised inside a run when a first look waits for its model: the run lets go of it and starts again."""
 
 
 @dataclass(eq=False)
@@ -376,7 +382,13 @@ class Inspector:
                 return out
             return reduce
 
+        gave_way = [0]
+
         def on_evaluation(info: dict) -> None:
+            if gave_way[0] < MAX_GIVE_WAY and slot.lock.urgent_waiting:
+                if should_stop is not None:
+                    should_stop()         # a cancelled run just stops
+                raise _GiveWay()          # a first look waits for this model: it goes first, this run restarts
             if info.get("stage", "euler") in ("euler", "generator"):
                 partial.add(float(info["sigma"]), info["denoised"][:1].detach(), dict(latest))
                 latest.clear()
@@ -390,15 +402,21 @@ class Inspector:
         # Maps and estimates stay on the model's device until the run ends, so the GPU never waits for
         # Python between evaluations; a page reading a step while the run goes on converts only that one.
         edits = self.trace_edits(slot, req)
-        self._running[key] = partial
-        try:
-            with slot.lock.background():
-                trace = slot.adapter.trace([req.seed], req.class_label, req.layers, steps="all", edits=edits,
-                                           reduce={n: keeping(n) for n in req.layers}, settings=slot.settings(),
-                                           keep_denoised=True, to_cpu=False, callback=on_evaluation)
-        finally:
-            if self._running.get(key) is partial:
-                del self._running[key]
+        while True:
+            self._running[key] = partial
+            try:
+                with slot.lock.background():
+                    trace = slot.adapter.trace([req.seed], req.class_label, req.layers, steps="all", edits=edits,
+                                               reduce={n: keeping(n) for n in req.layers}, settings=slot.settings(),
+                                               keep_denoised=True, to_cpu=False, callback=on_evaluation)
+                break
+            except _GiveWay:
+                gave_way[0] += 1         # the lock is free: the first look runs, then this run starts again
+            finally:
+                if self._running.get(key) is partial:
+                    del self._running[key]
+            partial = PartialTrajectory(slot.key, slot.num_steps(), slot.adapter.to_uint8)
+            latest.clear()
         with torch.no_grad():    # converted on the device, then one small copy each (float16 maps, uint8 images)
             images = slot.adapter.to_uint8(torch.cat([trace.denoised[s][:1] for s in trace.steps]))
             maps = {n: trace.layer(n)[:, 0].to(torch.float16).cpu().numpy() for n in req.layers}

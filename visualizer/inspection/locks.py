@@ -5,7 +5,9 @@ run), so one request holds the model at a time. A plain lock lets whoever the sc
 first go next; this one lets urgent requests (`with lock:`, a first look, what a click waits for)
 go before background ones (`with lock.background():`, the teacher runs of the job queue): when the
 lock is released, a waiting background request goes only if no urgent one is waiting. An urgent
-request therefore waits at most for the request that holds the lock, never for queued runs.
+request therefore never waits for queued runs; a run in progress sees `urgent_waiting` at its next
+network evaluation and lets go (`Inspector._trajectory` restarts it afterwards, a bounded number of
+times), so an urgent request waits about one network evaluation.
 """
 
 from __future__ import annotations
