@@ -186,3 +186,24 @@ def test_a_notebook_drives_the_engine_with_adapters(adapters):
     assert list(ins.first_look(3, 2).views["teacher"].maps) == ins.native_layers()
     with pytest.raises(UserError, match="share the key"):
         Inspector(teacher, teacher)
+
+
+def test_a_run_streams_its_steps_and_a_first_look_can_leave_a_model_out(adapters):
+    ins = _inspector(adapters, steps=4)
+    req = Request.make(2, 1, LAYERS, "pca_rgb")
+    seen = []
+    traj = ins.trajectory("teacher", req, progress=lambda done, _: seen.append(
+        ins.partial_trajectory("teacher", req).view(done - 1)))
+    assert [v.sigma for v in seen] == traj.sigmas                     # every step, readable as soon as it is done
+    for streamed, final in zip(seen, traj.steps, strict=True):
+        np.testing.assert_array_equal(streamed.image, final.image)
+        for name in LAYERS:
+            np.testing.assert_array_equal(streamed.maps[name], final.maps[name])
+    assert ins.partial_trajectory("teacher", req) is None             # the finished run is in the cache instead
+    look = ins.first_look(req, models=["student"])                    # a page that hides the teacher
+    assert list(look.views) == ["student"] and look.similarity is None and look.pair is None
+    with pytest.raises(UserError, match="no model 'nobody'"):
+        ins.first_look(req, models=["nobody"])
+    aliases = ins.aliases()                                            # legacy <-> native, both ways
+    assert aliases["midblock"] == "dec.8x8_in0" and all(aliases[aliases[k]] == k for k in aliases)
+    assert hooks_left(adapters) == 0

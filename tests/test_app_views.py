@@ -45,11 +45,24 @@ def test_scatter_one_legend_entry_per_class_with_names_and_row_numbers():
 
 
 def test_scatter_many_classes_one_trace_per_model_colours_stay_per_class():
-    frame = _frame(200, classes=100)
+    frame = _frame(180, classes=90)          # more than the legend lists, fewer than the 94 colours
     fig = figures.scatter_figure(frame, "class")
     assert [t.name for t in fig.data] == ["teacher", "student"]
     colours = list(fig.data[0].marker.color)
-    assert colours[3] == figures.class_colour(3) and colours[103] == figures.class_colour(3)
+    assert colours[3] == figures.class_colour(3) and colours[93] == figures.class_colour(3)
+
+
+def test_scatter_more_classes_than_colours_greys_all_but_the_picked():
+    frame = _frame(200, classes=100)         # 100 classes, 94 colours: colours would repeat
+    fig = figures.scatter_figure(frame, "class")
+    assert [t.name for t in fig.data] == ["teacher", "student"]
+    assert {fig.data[0].marker.color, fig.data[1].marker.color} == {figures.GREY}
+    assert "100 classes, 94 colours: pick classes" in fig.layout.title.text
+    fig = figures.scatter_figure(frame, "class", highlight=[3, 97])
+    assert [t.name for t in fig.data][-2:] == ["3 · c3", "97 · c97"]
+    assert fig.data[-2].marker.color == figures.PALETTE[0] and fig.data[-1].marker.color == figures.PALETTE[1]
+    rows = np.concatenate([np.asarray(t.customdata) for t in fig.data])
+    assert sorted(rows.tolist()) == list(range(len(frame)))           # every point is still there, grey or not
 
 
 def test_scatter_filters_links_and_sigma_colouring():

@@ -18,6 +18,21 @@ def small_csv(tmp_path_factory, checkpoints):
     return write_synthetic_embeddings(tmp_path_factory.mktemp("emb"), 60, models=models)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def screenshot_folder(tmp_path_factory):
+    """Screenshots go to a temporary folder, never over the tracked docs/screenshots/ (set
+    $VISUALIZER_SCREENSHOTS to keep them somewhere; scripts/refresh_screenshots.py refreshes the README's)."""
+    import os
+    from pathlib import Path
+
+    import app_helpers
+
+    chosen = os.environ.get(app_helpers.SCREENSHOTS_ENV)
+    app_helpers.SCREENSHOTS = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    print(f"[screenshots] {app_helpers.SCREENSHOTS}")
+    return app_helpers.SCREENSHOTS
+
+
 @pytest.fixture(autouse=True)
 def _no_tqdm_monitor(monkeypatch):
     """tqdm's monitor thread would be caught up in dash.testing's server shutdown and warn; the app needs none."""

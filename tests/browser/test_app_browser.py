@@ -6,14 +6,19 @@ import time
 import pytest
 from app_files import write_synthetic_embeddings
 from app_helpers import (
-    click_point,
+    HEATMAPS,
+    PANELS,
+    click_and_wait_for_panels,
     drag_box,
+    frame_point,
     hover_point,
+    isolated_row,
     make_app,
     record,
     screenshot,
     settle,
     start,
+    wait_for_download,
     wait_js,
 )
 
@@ -22,35 +27,6 @@ from visualizer.app.server import create_app
 from visualizer.inspection import hooks_left
 
 pytestmark = pytest.mark.browser
-
-PANELS = "const g = document.querySelector('#panels .js-plotly-plot');"
-PANEL_TITLE = PANELS + "return g && g.layout && g.layout.title && g.layout.title.text;"
-HEATMAPS = PANELS + "return g && g.data ? g.data.filter(t => t.type === 'heatmap').length : 0;"
-
-
-def _frame_point(app, row: int):
-    r = app.visualizer.frame.iloc[row]
-    return float(r["umap_x"]), float(r["umap_y"]), int(r["seed"]), int(r["class_label"])
-
-
-def _isolated_row(app, model: str = "student") -> int:
-    """The row of `model` farthest from every other point, so a click cannot land on a neighbour."""
-    import numpy as np
-
-    frame = app.visualizer.frame
-    xy = frame[["umap_x", "umap_y"]].to_numpy()
-    d = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) + np.eye(len(xy)) * 1e9
-    candidates = np.flatnonzero(frame["model"].to_numpy() == model)
-    return int(candidates[d[candidates].min(1).argmax()])
-
-
-def _click_and_wait_for_panels(dash_duo, app, row: int, timeout: float = 60) -> float:
-    x, y, seed, label = _frame_point(app, row)
-    start_t = time.perf_counter()
-    click_point(dash_duo, "scatter", x, y)
-    wait_js(dash_duo, PANEL_TITLE.replace("return", "const t =") + f"; return t && t.startsWith('seed {seed} ');",
-            timeout)
-    return time.perf_counter() - start_t
 
 
 def test_hover_click_panels_trajectory_and_png(dash_duo, small_csv, checkpoints):
@@ -61,8 +37,8 @@ def test_hover_click_panels_trajectory_and_png(dash_duo, small_csv, checkpoints)
     screenshot(dash_duo, "overview.png")
 
     # hover: the tooltip shows the thumbnail (served by URL), the class name and the seed
-    row = _isolated_row(app)
-    x, y, seed, label = _frame_point(app, row)
+    row = isolated_row(dash_duo, app)
+    x, y, seed, label = frame_point(app, row)
     hover_point(dash_duo, "scatter", x, y)
     img = dash_duo.wait_for_element("#hover-tip img", timeout=20)
     wait_js(dash_duo, "const i = document.querySelector('#hover-tip img');"
@@ -73,7 +49,7 @@ def test_hover_click_panels_trajectory_and_png(dash_duo, small_csv, checkpoints)
     screenshot(dash_duo, "hover.png")
 
     # click: both panels render (images + heatmaps per layer + difference) and the similarity chart
-    elapsed = _click_and_wait_for_panels(dash_duo, app, row)
+    elapsed = click_and_wait_for_panels(dash_duo, app, row)
     n_layers = len(layers)
     wait_js(dash_duo, HEATMAPS + "", 10)
     assert dash_duo.driver.execute_script(HEATMAPS) == 1 + 3 * n_layers
@@ -83,13 +59,13 @@ def test_hover_click_panels_trajectory_and_png(dash_duo, small_csv, checkpoints)
     assert sim == len(app.visualizer.inspector.native_layers())
     record("click_to_panels_s_60_points", round(elapsed, 3))
 
-    # the teacher's run finishes: the slider enables; moving it shows a later step
+    # the teacher's run finishes: the slider is on its last step; moving it shows another step
     wait_js(dash_duo, "const r = document.querySelector('#step-slider .dash-slider-root');"
                       "return r && !r.hasAttribute('data-disabled') && "
-                      "document.querySelector('#step-label').textContent.includes('of 12');", 60)
+                      "document.querySelector('#step-label').textContent.includes(' s run');", 60)
     dash_duo.find_element("#step-slider .dash-slider-track").click()      # jump to the middle of the track
-    wait_js(dash_duo, PANELS + "return g.data.length && g.layout.annotations.some(a => /teacher · step (?!1\\/)/"
-                               ".test(a.text));", 20)
+    wait_js(dash_duo, PANELS + "return g.data.length && g.layout.annotations.some(a => /teacher · step ([2-9]|1[01])"
+                               "\\/12/.test(a.text));", 20)
     assert hooks_left([s.adapter for s in app.visualizer.inspector.slots.values()]) == 0
     screenshot(dash_duo, "panels.png")
 
@@ -101,13 +77,11 @@ def test_hover_click_panels_trajectory_and_png(dash_duo, small_csv, checkpoints)
         time.sleep(0.05)
     assert app.visualizer.inspector.cache.hits > hits
 
-    # PNG of the panels, drawn by Plotly in the browser and saved by Chromium
+    # PNG of the panels, drawn by Plotly in the browser and saved by Chromium, named like every export
     dash_duo.find_element("#download-png").click()
-    dash_duo.wait_for_text_to_equal("#png-done", "saved panels.png", timeout=30)
-    path = os.path.join(dash_duo.download_path, "panels.png")
-    end = time.monotonic() + 20
-    while not (os.path.exists(path) and os.path.getsize(path) > 1000) and time.monotonic() < end:
-        time.sleep(0.1)
+    stem = f"seed-{seed}-class-{label}-l2"
+    dash_duo.wait_for_text_to_equal("#png-done", f"saved {stem}.png", timeout=30)
+    path = wait_for_download(dash_duo.download_path, f"{stem}.png")
     with open(path, "rb") as f:
         assert f.read(4) == b"\x89PNG"
     settle(dash_duo)
@@ -119,8 +93,8 @@ def test_teacher_progress_advances_and_cancel_stops_it(dash_duo, small_csv, chec
     start(dash_duo, app)
     inspector = app.visualizer.inspector
     manager = app.visualizer.jobs
-    row = _isolated_row(app, "teacher")
-    _click_and_wait_for_panels(dash_duo, app, row)
+    row = isolated_row(dash_duo, app, "teacher")
+    click_and_wait_for_panels(dash_duo, app, row)
 
     # the student's panel is there while the teacher is still running
     dash_duo.wait_for_element("#progress-row", timeout=20)
@@ -136,8 +110,8 @@ def test_teacher_progress_advances_and_cancel_stops_it(dash_duo, small_csv, chec
     assert manager.running_jobs() == 1
 
     # a click on another point cancels this tab's run, so the new first look gets the teacher's lock at once
-    other = _isolated_row(app, "student")
-    _click_and_wait_for_panels(dash_duo, app, other, timeout=30)
+    other = isolated_row(dash_duo, app, "student")
+    click_and_wait_for_panels(dash_duo, app, other, timeout=30)
     wait_js(dash_duo, "return document.querySelector('#progress-text').textContent.startsWith('step ');", 30)
     assert manager.running_jobs() == 1
 
@@ -217,7 +191,7 @@ def test_scale_100k_points_load_and_click(dash_duo, tmp_path, checkpoints):
 
     frame = app.visualizer.frame
     row = int(frame["umap_x"].idxmax())   # an outermost point: nothing else under the cursor
-    elapsed = _click_and_wait_for_panels(dash_duo, app, row, timeout=120)
+    elapsed = click_and_wait_for_panels(dash_duo, app, row, timeout=120)
     record("click_to_panels_s_100k_points", round(elapsed, 3))
     assert dash_duo.driver.execute_script(HEATMAPS) > 0
     settle(dash_duo)

@@ -27,14 +27,28 @@ def test_demo_opens_and_a_click_shows_both_models(dash_duo):
                               "return t && t.startsWith('seed ') && t;", 60)
     record("demo_click_to_panels_s", round(time.perf_counter() - t0, 3))
     assert "digit" in title
-    # the 18-step teacher finishes and its trajectory slider becomes usable
+    # the 18-step teacher finishes: the slider is usable and the teacher shows its final sample
     wait_js(dash_duo, "const r = document.querySelector('#step-slider .dash-slider-root');"
                       "return r && !r.hasAttribute('data-disabled') && "
-                      "document.querySelector('#step-label').textContent.includes('of 18');", 60)
+                      "document.querySelector('#step-label').textContent.includes('step 18 of 18');", 90)
     assert dash_duo.driver.execute_script(
         "const g = document.querySelector('#panels .js-plotly-plot');"
         "return g.data.filter(t => t.type === 'image').length;") == 2
     assert hooks_left([s.adapter for s in app.visualizer.inspector.slots.values()]) == 0
     settle(dash_duo)
     screenshot(dash_duo, "demo.png")
+
+    # a smaller window: the panels redraw to their narrower column, with fewer heatmap columns
+    dash_duo.driver.set_window_size(1366, 768)
+    wait_js(dash_duo, "const g = document.querySelector('#panels .js-plotly-plot');"
+                      "const box = document.getElementById('panels').getBoundingClientRect();"
+                      "return g._fullLayout.width <= box.width + 1 && g._fullLayout.width < 800;", 30)
+    assert dash_duo.driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth;")
+    settle(dash_duo)
+    # the mouse still rests where it clicked, now over another point: no tooltip names a point not pointed at
+    assert dash_duo.driver.execute_script("const i = document.querySelector('#hover-tip img');"
+                                          "return !i || !i.offsetParent;")
+    dash_duo.driver.execute_script("const c = document.querySelector('.viz-right');"
+                                   "c.scrollTop = document.getElementById('results').offsetTop - c.offsetTop;")
+    screenshot(dash_duo, "demo-1366x768.png")
     assert not dash_duo.get_logs()

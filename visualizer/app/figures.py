@@ -10,11 +10,15 @@ from __future__ import annotations
 from visualizer.app.panels import Panel, comparison_figure, png_data_uri, similarity_figure
 from visualizer.app.scatter import (
     COLOUR_MODES,
+    GREY,
     MAX_LEGEND_CLASSES,
     MODEL_COLOURS,
     MODEL_SYMBOLS,
+    OKABE_ITO,
     PALETTE,
+    PALETTES,
     class_colour,
+    class_colours,
     filter_rows,
     hover_card,
     link_segments,
@@ -24,7 +28,7 @@ from visualizer.app.selection import class_counts_figure, gallery
 from visualizer.app.ui import empty_figure
 
 __all__ = [
-    "COLOUR_MODES", "MAX_LEGEND_CLASSES", "MODEL_COLOURS", "MODEL_SYMBOLS", "PALETTE", "Panel", "class_colour",
-    "class_counts_figure", "comparison_figure", "empty_figure", "filter_rows", "gallery", "hover_card",
-    "link_segments", "png_data_uri", "scatter_figure", "similarity_figure",
+    "COLOUR_MODES", "GREY", "MAX_LEGEND_CLASSES", "MODEL_COLOURS", "MODEL_SYMBOLS", "OKABE_ITO", "PALETTE",
+    "PALETTES", "Panel", "class_colour", "class_colours", "class_counts_figure", "comparison_figure", "empty_figure",
+    "filter_rows", "gallery", "hover_card", "link_segments", "png_data_uri", "scatter_figure", "similarity_figure",
 ]

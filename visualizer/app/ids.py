@@ -62,5 +62,6 @@ class ID:
     # the server's own (visualizer.app.guard)
     notice = "server-notice"                # what the server refused or could not do, in words
     panel_width = "panel-width"             # the panels' container width in pixels (measured by the page)
+    hover_point = "hover-point"             # the scatter's hoverData, when the mouse really moved
     step_auto = "step-auto"                 # the step the server put the slider on: {run, step}
 

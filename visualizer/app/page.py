@@ -1,7 +1,8 @@
 """The page shell: the features' layouts in their places, and the session stores.
 
 Left column: the scatter's controls and graph (`scatter`), then the selection (`selection`); right
-column: the inspector panels (`panels`). Session state lives in the dcc.Store components at the
+column: the inspector panels (`panels`), scrolling on its own beside the scatter. Below 1100 px the
+columns stack (visualizer/assets/app/app.css). Session state lives in the dcc.Store components at the
 bottom, one set per browser tab. `FEATURES` lists the feature modules whose callbacks the server
 registers; a new feature is a module with `layout(info)` and `register(app, ctx)`, placed here.
 """
@@ -25,12 +26,15 @@ def build_layout(info: LayoutInfo) -> html.Div:
         *[html.Div(f"Note: {note}", className="load-note", style={**SMALL, "color": "#8a4b00", "marginBottom": "4px"})
           for note in info.notes],
         html.Div([
-            html.Div([*scatter.layout(info), *selection.layout(info)], style={"flex": "5", "minWidth": "420px"}),
-            html.Div(panels.layout(info), style={"flex": "6", "minWidth": "460px"}),
-        ], style={"display": "flex", "gap": "12px", "alignItems": "flex-start"}),
+            html.Div([*scatter.layout(info), *selection.layout(info)], className="viz-left"),
+            html.Div(panels.layout(info), className="viz-right"),
+        ], className="viz-columns"),
         dcc.Store(id=ID.clicked, storage_type="memory"),
         dcc.Store(id=ID.first_ready, storage_type="memory"),
         dcc.Store(id=ID.trajectory_ready, storage_type="memory"),
         dcc.Store(id=ID.trajectory_done, storage_type="memory"),
         dcc.Store(id=ID.selection, storage_type="memory", data=[]),
+        dcc.Store(id=ID.panel_width, storage_type="memory"),
+        dcc.Store(id=ID.hover_point, storage_type="memory"),
+        dcc.Store(id=ID.step_auto, storage_type="memory"),
     ], style={"fontFamily": "system-ui, sans-serif", "padding": "8px 14px", "background": "#fafafa"})

@@ -1,11 +1,17 @@
 """The UMAP scatter: colouring, class and model filters, seed links, hover thumbnails, and the click.
 
-Layout: the controls box (colour by, class filter, model toggle, seed links) and the scatter box
-(the WebGL graph and its tooltip). Figures: `scatter_figure` (every point carries its row number as
-customdata) and `hover_card`. Callbacks, each `fn(ctx, *inputs) -> outputs`:
+Layout: the controls box (colour by, class filter, the classes to colour and the palette, model
+toggle, seed links) and the scatter box (the WebGL graph and its tooltip). Figures: `scatter_figure`
+(every point carries its row number as customdata) and `hover_card`. Callbacks, each
+`fn(ctx, *inputs) -> outputs`:
 
-- `draw`: the figure for the chosen colouring and filters;
-- `hover`: the tooltip (thumbnail from `/thumbs/`, class name, seed) of the point under the mouse;
+- `draw`: the figure for the chosen colouring and filters. Class colours: stable per class while the
+  visible classes fit the palette (94 colours, or 8 colour-blind-safe ones); the classes the user picks
+  to colour get distinct colours and the rest turn grey, and so do all of them when there are more
+  classes than colours and none is picked (repeated colours would pair unrelated classes);
+- `hover`: the tooltip (thumbnail from `/thumbs/`, class name, seed) of the point under the mouse (the
+  scatter's hoverData through the `hover-point` store, which drops the hovers of a mouse that did not
+  move); a click, a zoom or a resize hides it (`HIDE_TOOLTIP_JS`), so it never outlives its point;
 - `choose`: a clicked point, or the seed and class typed in the panels' box with "generate", goes
   into the tab's `clicked` store, which the panels (`visualizer.app.panels`) regenerate.
 
@@ -28,12 +34,17 @@ from plotly.colors import qualitative
 from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.thumbs import thumb_url
-from visualizer.app.ui import BOX, SMALL, empty_figure
+from visualizer.app.ui import BOX, SMALL, empty_figure, parse_seed
 
-# Stable colours: class c always gets PALETTE[c % len], whatever is filtered, so colours never reshuffle.
+# Stable colours: class c gets PALETTE[c % len] whatever is filtered, so colours do not reshuffle (unless two
+# visible classes would share one: then they go by rank).
 PALETTE: tuple[str, ...] = tuple(dict.fromkeys(
     qualitative.Plotly + qualitative.D3 + qualitative.Dark24 + qualitative.Light24 + qualitative.Alphabet
 ))
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
+PALETTES = {"default": PALETTE, "colour-blind": OKABE_ITO}     # Okabe & Ito (2008): safe for colour-blind eyes
+PALETTE_LABELS = {"default": f"many ({len(PALETTE)})", "colour-blind": "colour-blind safe (8)"}
+GREY = "rgba(160, 160, 160, 0.45)"
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 MODEL_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "x")
 MAX_LEGEND_CLASSES = 40     # up to this many visible classes get one legend entry each
@@ -43,8 +54,32 @@ TOOLTIP_FALLBACK_BBOX = {"x0": 0, "x1": 0, "y0": 0, "y1": 0}
 
 # -- figures ------------------------------------------------------------------------------------------
 
-def class_colour(label: int) -> str:
-    return PALETTE[int(label) % len(PALETTE)]
+def class_colour(label: int, palette: str = "default") -> str:
+    colours = PALETTES.get(palette, PALETTE)
+    return colours[int(label) % len(colours)]
+
+
+def class_colours(visible: Sequence[int], picked: Sequence[int] | None = None,
+                  palette: str = "default") -> tuple[dict[int, str], str]:
+    """(class -> colour for the `visible` classes, a note for the title).
+
+    Picked classes get the palette in pick order and the rest grey; with nothing picked, every class keeps
+    its stable colour while they fit the palette, and all are grey when they do not.
+    """
+    colours = PALETTES.get(palette, PALETTE)
+    visible = [int(v) for v in visible]
+    picked = [int(p) for p in dict.fromkeys(picked or []) if int(p) in set(visible)]
+    if picked:
+        out = dict.fromkeys(visible, GREY)
+        out.update({p: colours[i % len(colours)] for i, p in enumerate(picked)})
+        note = "" if len(picked) <= len(colours) else f"; more classes picked than the {len(colours)} colours"
+        return out, note
+    if len(visible) > len(colours):
+        return dict.fromkeys(visible, GREY), (f"; {len(visible):,} classes, {len(colours)} colours: pick classes "
+                                               "to colour them")
+    if len({v % len(colours) for v in visible}) == len(visible):
+        return {v: colours[v % len(colours)] for v in visible}, ""
+    return {v: colours[i] for i, v in enumerate(sorted(visible))}, ""
 
 
 def _model_style(models: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -87,15 +122,21 @@ def scatter_figure(
     models: Sequence[str] | None = None,
     link: bool = False,
     model_order: Sequence[str] | None = None,
+    highlight: Sequence[int] | None = None,
+    palette: str = "default",
 ) -> go.Figure:
     """WebGL scatter of the embeddings; every point carries its row number (frame position) as customdata.
 
     Hover labels are off: the app shows its own tooltip with the thumbnail. The model order fixes
-    each model's symbol and colour, so they do not change when models are hidden.
+    each model's symbol and colour, so they do not change when models are hidden. `highlight`: the
+    classes to colour (the rest grey, drawn underneath); `palette`: a key of PALETTES.
     """
     order = list(model_order or dict.fromkeys(frame["model"]))
     style = _model_style(order)
     rows = filter_rows(frame, classes, models)
+    visible = sorted(int(v) for v in rows["class_label"].unique())
+    colours, note = class_colours(visible, highlight, palette)
+    picked = [v for v in dict.fromkeys(int(h) for h in highlight or []) if v in set(visible)]
     traces: list[go.Scattergl] = []
     if link and len(rows):
         lx, ly = link_segments(rows, order)
@@ -103,13 +144,29 @@ def scatter_figure(
             traces.append(go.Scattergl(x=lx, y=ly, mode="lines", name="same seed", hoverinfo="skip",
                                        line=dict(color="rgba(90,90,90,0.35)", width=1)))
     common = dict(mode="markers", hoverinfo="none")
-    if colour_by == "class" and rows["class_label"].nunique() <= MAX_LEGEND_CLASSES:
+    symbols = (lambda g: [style[m][1] for m in g["model"]] if len(order) > 1 else "circle")  # noqa: E731
+    if colour_by == "class" and (picked or len(visible) > len(PALETTES.get(palette, PALETTE))):
+        rest = rows[~rows["class_label"].isin(picked)]
+        for model in order:            # grey underneath, one trace per model (its symbol)
+            g = rest[rest["model"] == model]
+            if len(g):
+                name = model if not picked else "other classes" if len(order) == 1 else f"{model} · other classes"
+                traces.append(go.Scattergl(
+                    x=g["umap_x"].to_numpy(), y=g["umap_y"].to_numpy(), customdata=g.index.tolist(), name=name,
+                    marker=dict(color=GREY, size=5, symbol=style[model][1]), **common))
+        for label in picked:
+            g = rows[rows["class_label"] == label]
+            traces.append(go.Scattergl(
+                x=g["umap_x"].to_numpy(), y=g["umap_y"].to_numpy(), customdata=g.index.tolist(),
+                name=f"{label} · {g['class_name'].iloc[0]}", legendgroup=str(label), **common,
+                marker=dict(color=colours[label], size=8, opacity=0.95, symbol=symbols(g),
+                            line=dict(width=0.5, color="#333"))))
+    elif colour_by == "class" and rows["class_label"].nunique() <= MAX_LEGEND_CLASSES:
         for label, g in rows.groupby("class_label", sort=True):
             name = f"{label} · {g['class_name'].iloc[0]}"
             traces.append(go.Scattergl(
                 x=g["umap_x"].to_numpy(), y=g["umap_y"].to_numpy(), customdata=g.index.tolist(), name=name,
-                marker=dict(color=class_colour(label), size=7, opacity=0.85,
-                            symbol=[style[m][1] for m in g["model"]] if len(order) > 1 else "circle"),
+                marker=dict(color=colours[int(label)], size=7, opacity=0.85, symbol=symbols(g)),
                 legendgroup=str(label), **common))
     else:
         shared_range = None
@@ -122,7 +179,7 @@ def scatter_figure(
             colour, symbol = style[model]
             marker = dict(size=6, opacity=0.8, symbol=symbol, color=colour)
             if colour_by == "class":
-                marker["color"] = [class_colour(c) for c in g["class_label"]]
+                marker["color"] = [colours[int(c)] for c in g["class_label"]]
             elif colour_by == "sigma":
                 marker.update(color=np.log10(g["sigma"].clip(lower=1e-6).to_numpy()), colorscale="Viridis",
                               cmin=shared_range[0], cmax=shared_range[1],
@@ -133,7 +190,8 @@ def scatter_figure(
     fig.update_layout(
         margin=dict(l=10, r=10, t=30, b=10), hovermode="closest", clickmode="event", dragmode="zoom",
         uirevision="scatter", legend=dict(itemsizing="constant", font=dict(size=11)),
-        title=dict(text=f"{len(rows):,} of {len(frame):,} points", font=dict(size=13), x=0.01),
+        title=dict(text=f"{len(rows):,} of {len(frame):,} points" + (note if colour_by == "class" else ""),
+                   font=dict(size=13), x=0.01),
         xaxis=dict(showticklabels=False, zeroline=False, title=None),
         yaxis=dict(showticklabels=False, zeroline=False, title=None),
         plot_bgcolor="white",
@@ -142,12 +200,15 @@ def scatter_figure(
 
 
 def hover_card(row: Mapping, url: str) -> html.Div:
-    """The tooltip of a scatter point: thumbnail, class and seed."""
+    """The tooltip of a scatter point: thumbnail (the model's final sample), class, seed, and where the point's
+    activations come from (steps counted from 1, as the panels count them)."""
     return html.Div([
         html.Img(src=url, style={"width": "96px", "height": "96px", "imageRendering": "pixelated",
                                  "display": "block"}),
         html.Div(f"{row['class_label']} · {row['class_name']}", style={"fontWeight": "600", "fontSize": "12px"}),
-        html.Div(f"seed {row['seed']} · {row['model']} · step {row['step']} (σ {row['sigma']:.3g})",
+        html.Div(f"seed {row['seed']} · {row['model']} · final image",
+                 style={"fontSize": "11px", "color": "#555"}),
+        html.Div(f"point: activations at step {int(row['step']) + 1} (σ {row['sigma']:.3g})",
                  style={"fontSize": "11px", "color": "#555"}),
     ], className="hover-card")
 
@@ -168,6 +229,19 @@ def _controls(info: LayoutInfo) -> html.Div:
             dcc.Dropdown(id=ID.class_filter, options=class_options, multi=True, placeholder="all classes",
                          optionHeight=28),
         ], style={"marginTop": "6px"}),
+        html.Div([
+            html.Div([
+                html.Label("colour these classes (the rest grey)", style=SMALL),
+                dcc.Dropdown(id=ID.class_highlight, options=class_options, multi=True, optionHeight=28,
+                             placeholder="none: every class its colour while they fit the palette"),
+            ], style={"flex": "3 1 220px", "minWidth": "0"}),
+            html.Div([
+                html.Label("palette", style=SMALL),
+                dcc.RadioItems(id=ID.palette, options=[{"label": v, "value": k} for k, v in PALETTE_LABELS.items()],
+                               value="default", inputStyle={"marginRight": "4px"},
+                               labelStyle={"display": "block", "fontSize": "12px"}),
+            ], style={"flex": "1 1 140px"}),
+        ], style={"display": "flex", "gap": "10px", "marginTop": "6px", "flexWrap": "wrap"}),
         html.Div([
             dcc.Checklist(id=ID.model_toggle, options=[{"label": m, "value": m} for m in info.embedding_models],
                           value=list(info.embedding_models), inline=True, inputStyle={"marginRight": "4px"},
@@ -197,11 +271,12 @@ def layout(info: LayoutInfo) -> list:
 
 # -- callbacks ----------------------------------------------------------------------------------------
 
-def draw(c: AppContext, colour_by, classes, models, link) -> go.Figure:
-    """The scatter for the chosen colouring, classes, models and seed links."""
+def draw(c: AppContext, colour_by, classes, models, link, highlight=None, palette="default") -> go.Figure:
+    """The scatter for the chosen colouring, classes, models, seed links, coloured classes and palette."""
     if c.frame is None:
         return empty_figure("no embeddings loaded: start with --embeddings CSV", 400)
-    return scatter_figure(c.frame, colour_by, classes, models, bool(link), c.model_order)
+    return scatter_figure(c.frame, colour_by, classes, models, bool(link), c.model_order, highlight,
+                          palette if palette in PALETTES else "default")
 
 
 def hover(c: AppContext, hover_data) -> tuple:
@@ -224,18 +299,62 @@ def choose(c: AppContext, trigger, click_data, _n, seed, class_label) -> tuple[d
         chosen = {"seed": int(r["seed"]), "class_label": int(r["class_label"]), "sample_id": r["sample_id"],
                   "model": r["model"], "row": int(point["customdata"])}
     else:
-        if seed is None or class_label is None or int(seed) < 0:
+        seed, _ = parse_seed(seed)     # the panels' box says why a seed is refused
+        if seed is None or class_label is None:
             raise PreventUpdate
-        chosen = {"seed": int(seed), "class_label": int(class_label), "sample_id": None, "model": None}
+        chosen = {"seed": seed, "class_label": int(class_label), "sample_id": None, "model": None}
     chosen["clicked_at"] = time.time()
     return chosen, chosen["seed"], chosen["class_label"]
 
 
+# A click, a zoom/pan (relayout) or a window resize moves the points under a tooltip, or means the user is
+# done pointing: the tooltip goes, with the hover it showed (so a hover the server answers late, a request
+# still in flight at the click, is superseded rather than shown), and hovers are not passed on until the
+# mouse really moves (to a new position: the browser's own re-hover after a layout change comes at the
+# same one; HOVER_JS). A tooltip only names a point the user points at.
+HIDE_TOOLTIP_JS = """
+function(_click, relayout) {
+    const gone = [false, null];
+    if (!window.__vizTooltip) {
+        window.__vizTooltip = true;
+        let last = null;
+        document.addEventListener('mousemove', function(e) {
+            if (!last || e.clientX !== last[0] || e.clientY !== last[1]) { window.__vizStill = false; }
+            last = [e.clientX, e.clientY];
+        }, true);
+        window.addEventListener('resize', function() {
+            window.__vizStill = true;
+            window.dash_clientside.set_props('hover-point', {data: null});
+            window.dash_clientside.set_props('hover-tip', {show: false});
+        });
+    }
+    const trig = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
+    const sizing = relayout && Object.keys(relayout).every(k => k === 'autosize');   // the plot's own first layout
+    if (trig.every(p => p.endsWith('.relayoutData')) && sizing) { return window.dash_clientside.no_update; }
+    window.__vizStill = true;
+    return gone;
+}
+"""
+
+HOVER_JS = """
+function(hover) {
+    if (hover && window.__vizStill) { return window.dash_clientside.no_update; }
+    return hover;
+}
+"""
+
+
 def register(app: dash.Dash, c: AppContext) -> None:
     app.callback(Output(ID.scatter, "figure"), Input(ID.colour_by, "value"), Input(ID.class_filter, "value"),
-                 Input(ID.model_toggle, "value"), Input(ID.link_seeds, "value"))(bind(draw, c))
+                 Input(ID.model_toggle, "value"), Input(ID.link_seeds, "value"), Input(ID.class_highlight, "value"),
+                 Input(ID.palette, "value"))(bind(draw, c))
+    app.clientside_callback(HOVER_JS, Output(ID.hover_point, "data"), Input(ID.scatter, "hoverData"))
     app.callback(Output(ID.tooltip, "show"), Output(ID.tooltip, "bbox"), Output(ID.tooltip, "children"),
-                 Input(ID.scatter, "hoverData"))(bind(hover, c))
+                 Input(ID.hover_point, "data"))(bind(hover, c))
+    app.clientside_callback(HIDE_TOOLTIP_JS, Output(ID.tooltip, "show", allow_duplicate=True),
+                            Output(ID.hover_point, "data", allow_duplicate=True),
+                            Input(ID.scatter, "clickData"), Input(ID.scatter, "relayoutData"),
+                            prevent_initial_call=True)
     app.callback(Output(ID.clicked, "data"), Output(ID.seed_input, "value"), Output(ID.class_input, "value"),
                  Input(ID.scatter, "clickData"), Input(ID.generate, "n_clicks"),
                  State(ID.seed_input, "value"), State(ID.class_input, "value"),

@@ -1,6 +1,10 @@
-"""The look every feature shares: box and text styles, and the placeholder figure of an empty view."""
+"""The look every feature shares: box and text styles, the placeholder figure of an empty view, and the
+checks of what users type that more than one feature reads (`parse_seed`)."""
 
 from __future__ import annotations
+
+import math
+import re
 
 import plotly.graph_objects as go
 
@@ -8,6 +12,8 @@ HIDDEN = {"display": "none"}
 BOX = {"border": "1px solid #e2e2e2", "borderRadius": "6px", "padding": "10px", "margin": "0 0 10px 0",
        "background": "white"}
 SMALL = {"fontSize": "12px", "color": "#555"}
+ERROR = {"fontSize": "12px", "color": "#b00"}
+MAX_SEED = 2**32 - 1     # seeds are drawn modulo 2^32 (visualizer.models.seeding): larger ones would repeat
 
 
 def empty_figure(message: str, height: int = 240) -> go.Figure:
@@ -16,3 +22,30 @@ def empty_figure(message: str, height: int = 240) -> go.Figure:
                       margin=dict(l=10, r=10, t=10, b=10),
                       annotations=[dict(text=message, showarrow=False, font=dict(size=13, color="#666"))])
     return fig
+
+
+def parse_seed(value) -> tuple[int | None, str]:
+    """(seed, "") for a typed seed (a whole number in 0 .. 2^32 - 1, as a number or text), else (None, why)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, "type a seed"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None, "a seed is a whole number"
+    text = value.strip() if isinstance(value, str) else None
+    if text is not None and re.fullmatch(r"[+-]?\d{1,30}", text):
+        number: int | float = int(text)
+    elif text is not None:
+        try:
+            number = float(text)
+        except ValueError:
+            return None, f"{text[:20]!r} is not a number"
+    else:
+        number = value
+    if isinstance(number, float) and not math.isfinite(number):
+        return None, "a seed is a whole number"
+    if number < 0:
+        return None, "seeds are not negative (0 .. 4294967295)"
+    if number != int(number):
+        return None, f"{number:g} is not a whole number"
+    if int(number) > MAX_SEED:
+        return None, f"seeds stop at {MAX_SEED} (they are drawn modulo 2^32)"
+    return int(number), ""
