@@ -117,7 +117,7 @@ def test_each_payload_the_attack_found_is_answered_with_its_field(app):
     render = next(k for k in cm if k.startswith("..panels.figure"))
     slider = next(k for k in cm if k.startswith("..step-slider.max"))
     select = next(k for k in cm if k.startswith("..selection.data"))
-    hover = next(k for k in cm if k.startswith("..hover-tip.show"))
+    hover = next(k for k in cm if k.startswith("..hover-tip.show...") and "callback" in cm[k])
     reduction_arg = next(k for k in cm if k.startswith("..reduction-arg.disabled"))
     clicked = {"seed": 3, "class_label": 3, "sample_id": None, "model": None}
     first = _valid_first(app)
@@ -146,7 +146,7 @@ def test_each_payload_the_attack_found_is_answered_with_its_field(app):
          "trajectory-ready.data", "trajectory-ready.data"),
         (select, {"scatter.selectedData": {"points": "abc"}}, None, "scatter.selectedData.points"),
         (select, {"scatter.selectedData": {"points": [{"customdata": -5}]}}, None, "scatter.selectedData.points.0"),
-        (hover, {"scatter.hoverData": [1, 2]}, None, "scatter.hoverData"),
+        (hover, {"hover-point.data": [1, 2]}, None, "hover-point.data"),     # the scatter's hoverData, passed on
         (reduction_arg, {"reduction.value": []}, None, "reduction.value"),
     ]
     for key, values, changed, field in cases:

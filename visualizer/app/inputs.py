@@ -206,6 +206,7 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
     declared: dict[str, Any] = {
         f"{ID.scatter}.clickData": _plot_event(1, 100, rows),          # the point(s) under the mouse
         f"{ID.scatter}.hoverData": _plot_event(1, 100, rows),
+        f"{ID.hover_point}.data": _plot_event(1, 100, rows),           # hoverData a moving mouse made (or null)
         f"{ID.scatter}.selectedData": _plot_event(0, MAX_POINTS, rows),  # a box or lasso: any number
         f"{ID.scatter}.relayoutData": dict[str, Any] | None,
         f"{ID.reduction_arg}.value": Annotated[int, Field(strict=True, ge=0, le=10**6)] | None,
