@@ -1,10 +1,10 @@
 """Click latency while the server is flooded with teacher runs (issue 14), against a real app over HTTP.
 
 Starts the app (the embedded demo by default: real models on the CPU) as a separate process on
-127.0.0.1, then, for each round: posts `--flood` requests to the teacher's background callback as
-fast as it can (each from its own page load, as a script would forge them, or all from one with
-`--one-session`), and at once clicks a new seed from another page (the first-look callback), timing
-until the click's answer arrives. Idle clicks are timed first for comparison. The request bodies
+127.0.0.1, then, for each round: clicks a new seed on the idle server (the first-look callback),
+posts `--flood` requests to the teacher's background callback as fast as it can (each from its own
+page load, as a script would forge them, or all from one with `--one-session`), and at once clicks
+another new seed from another page, timing until each click's answer arrives. The request bodies
 are built from the server's own `/_dash-dependencies`, so the script follows the app's callbacks.
 
     python benchmarks/bench_flood.py [--flood 20] [--rounds 5] [--timeout 60] [--out benchmarks/out/bench_flood.json]
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import socket
@@ -66,21 +67,22 @@ class Client:
 
 def click(client: Client, seed: int, session: str, timeout: float) -> float | None:
     """Seconds until a new-seed click's first look answers (None: not within `timeout`)."""
-    body = client.body("..first-ready.data", {"clicked.data": {"seed": seed, "class_label": seed % 10}},
-                       "clicked.data")
+    body = client.body("..first-ready.data", {"clicked.data": {"seed": seed, "class_label": seed % 10},
+                                              "reduction.value": "l2"}, "clicked.data")
     start = time.perf_counter()
     try:
         status, data = client.post(body, session, timeout)
     except (TimeoutError, urllib.error.URLError, OSError):
         return None
-    assert status == 200 and data["response"]["first-ready"]["data"]["seed"] == seed, (status, data)
+    assert status == 200 and data.get("response", {}).get("first-ready", {}).get("data", {}).get("seed") == seed, \
+        (status, str(data)[:500])
     return time.perf_counter() - start
 
 
 def flood(client: Client, n: int, base_seed: int, one_session: bool) -> float:
     """Posts n teacher runs as fast as possible (threads, like a script); returns the seconds it took."""
-    first = client.body("..first-ready.data", {"clicked.data": {"seed": base_seed, "class_label": 0}},
-                        "clicked.data")
+    first = client.body("..first-ready.data", {"clicked.data": {"seed": base_seed, "class_label": 0},
+                                               "reduction.value": "l2"}, "clicked.data")
     status, data = client.post(first, "setup")          # a valid first-ready value, as the page would hold it
     ready = data["response"]["first-ready"]["data"]
     bodies = [client.body("trajectory-done.data", {"first-ready.data": {**ready, "seed": base_seed + i}},
@@ -95,11 +97,15 @@ def flood(client: Client, n: int, base_seed: int, one_session: bool) -> float:
     return time.perf_counter() - start
 
 
+def _seconds(value: float | None, timeout: float) -> str:
+    return f"{value:.2f} s" if value is not None else f"more than {timeout:.0f} s"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flood", type=int, default=20, help="teacher runs posted per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--idle", type=int, default=5, help="idle clicks timed first")
+    parser.add_argument("--drain", type=float, default=8.0, help="seconds between rounds (the queue drains)")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up on a click after this long")
     parser.add_argument("--one-session", action="store_true", help="the flood comes from one page load")
     parser.add_argument("--source", type=Path, default=ROOT, help="checkout whose app is served")
@@ -123,16 +129,17 @@ def main(argv: list[str] | None = None) -> int:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"the app did not start:\n{server.stdout.read()}") from None
                 time.sleep(0.5)
-        click(client, 1, "warm-up", args.timeout)
-        idle = [click(client, 50_000 + i, "viewer", args.timeout) for i in range(args.idle)]
-        rounds = []
-        for r in range(args.rounds):
+        for i in range(3):
+            click(client, 1 + i, "warm-up", args.timeout)
+        idle, rounds = [], []
+        for r in range(args.rounds):                        # an idle click, then a flood and a click at once
+            idle.append(click(client, 50_000 + r, "viewer", args.timeout))
             sent = flood(client, args.flood, 100_000 + 1000 * r, args.one_session)
             latency = click(client, 60_000 + r, "viewer", args.timeout)
             rounds.append({"flood_s": sent, "click_s": latency})
-            print(f"round {r}: {args.flood} teacher runs posted in {sent:.2f} s; a new-seed click answered in "
-                  + (f"{latency:.2f} s" if latency is not None else f"more than {args.timeout:.0f} s"), flush=True)
-            time.sleep(2.0)                                # let the admitted runs drain before the next round
+            print(f"round {r}: idle click {_seconds(idle[-1], args.timeout)}; {args.flood} teacher runs posted in "
+                  f"{sent:.2f} s; a new-seed click then answered in {_seconds(latency, args.timeout)}", flush=True)
+            time.sleep(args.drain)                         # let the admitted runs drain before the next round
     finally:
         server.terminate()
         server.wait(20)
@@ -142,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "benchmarks/bench_flood.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "source": str(args.source), "flood": args.flood,
         "one_session": args.one_session, "idle_click_s": idle, "rounds": rounds,
-        "idle_median_s": statistics.median(x for x in idle if x is not None),
+        "idle_median_s": statistics.median([x for x in idle if x is not None] or [math.nan]),
         "flood_median_click_s": statistics.median(answered) if answered else None,
         "flood_max_click_s": max(answered) if len(answered) == len(rounds) else None,
         "unanswered": len(rounds) - len(answered),
