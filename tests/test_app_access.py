@@ -10,6 +10,7 @@ import argparse
 import http.cookiejar
 import json
 import re
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -136,7 +137,7 @@ def test_who_needs_a_token(monkeypatch):
     assert access.access_token("0.0.0.0", "mine") == "mine"
     monkeypatch.setenv(access.TOKEN_ENV, "from-env")
     assert access.access_token("0.0.0.0") == "from-env" and access.access_token("127.0.0.1") == "from-env"
-    assert access.start_url("0.0.0.0", 8050, "a b") == "http://127.0.0.1:8050/?token=a%20b"
+    assert access.start_url("0.0.0.0", 8050, "a b") == f"http://{socket.gethostname()}:8050/?token=a%20b"
     assert access.start_url("127.0.0.1", 8050, None) == "http://127.0.0.1:8050/"
     assert access.redact("from /home/me/ckpt/edm.pkl on cuda; see https://x.org/a/b") == \
         "from …/edm.pkl on cuda; see https://x.org/a/b"

@@ -17,6 +17,7 @@ import ipaddress
 import os
 import re
 import secrets
+import socket
 import urllib.parse
 
 from flask import Flask, Response, g, redirect, request
@@ -48,7 +49,8 @@ def access_token(host: str, given: str | None = None) -> str | None:
 
 
 def start_url(host: str, port: int, token: str | None) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    """The address to open: this machine's name for an all-interfaces host, the token in the query."""
+    shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
     shown = f"[{shown}]" if ":" in shown else shown
     return f"http://{shown}:{port}/" + (f"?token={urllib.parse.quote(token)}" if token else "")
 
