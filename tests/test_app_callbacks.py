@@ -374,6 +374,11 @@ def test_register_wires_every_callback_of_every_feature(state):
         # issue 18: the spinner's line, the panels' width and file name, the seed message, the .npz download
         "inspect-busy-text.children", "panel-width.data", "panels.config", "seed-message.children", "npz-download.data",
         "hover-point.data",    # hovers of a mouse that moved (not the browser's re-hover after a resize)
+        # issue 17: the edits and the patch sweep
+        "edit-layer.options", "edit-region-graph.figure", "..edit-region.data...edit-region-text.children..",
+        "..edits.data...edit-message.children..",
+        "..edit-images.figure...edit-changes.figure...edit-list.children...edit-status.children..",
+        "..sweep-graph.figure...sweep-status.children..",
     }
     # second writers of an output (allow_duplicate): the tooltip hidden on click/zoom/resize, the chart relabelled
     assert {re.sub(r"@[0-9a-f]+", "", o) for o in outputs if "@" in o} == {"..hover-tip.show...hover-point.data..",

@@ -59,12 +59,12 @@ def drag_layer(dash_duo, graph_id: str):
 
 
 def viewport_point(dash_duo, graph_id: str, x: float, y: float) -> tuple[int, int]:
-    """Data point (x, y) in window coordinates, after scrolling the page so that it is in the window (a small
-    window may show only part of the plot)."""
+    """Data point (x, y) in window coordinates, after scrolling the plot into the window if the point is not
+    (a small window may show only part of a plot; the inspector column scrolls on its own)."""
     px, py = point_pixels(dash_duo, graph_id, x, y)
     return tuple(dash_duo.driver.execute_script(
         "const el = arguments[0], r0 = el.getBoundingClientRect(), y = r0.top + arguments[2];"
-        "if (y < 40 || y > window.innerHeight - 40) { window.scrollBy(0, y - window.innerHeight / 2); }"
+        "if (y < 40 || y > window.innerHeight - 40) { el.scrollIntoView({block: 'center'}); }"
         "const r = el.getBoundingClientRect();"
         "return [Math.round(r.left + arguments[1]), Math.round(r.top + arguments[2])];",
         drag_layer(dash_duo, graph_id), px, py))

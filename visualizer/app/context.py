@@ -134,6 +134,7 @@ class LayoutInfo:
     teacher_steps: int | None
     num_points: int
     notes: Sequence[str] = ()      # AppState.notes: provenance unknown, mismatches allowed, a teacher file as student
+    models: Sequence[str] = ()     # the loaded models' keys, in display order (the compared pair first)
 
 
 def models_line(ctx: AppContext) -> str:
@@ -157,4 +158,5 @@ def layout_info(state: AppState, ctx: AppContext) -> LayoutInfo:
         default_layers=ctx.default_layers, reductions=list(REDUCTIONS), has_models=bool(inspector.slots),
         teacher=ctx.teacher, teacher_steps=inspector.slots[ctx.teacher].num_steps() if ctx.teacher else None,
         num_points=0 if ctx.frame is None else len(ctx.frame), notes=tuple(state.notes),
+        models=tuple(inspector.shown()),
     )

@@ -47,6 +47,37 @@ class ID:
     png_done = "png-done"
     download_npz = "download-npz"
     npz_download = "npz-download"
+    # the edits and the patch sweep (visualizer.app.edits)
+    edit_model = "edit-model"
+    edit_layer = "edit-layer"
+    edit_op = "edit-op"
+    edit_channels = "edit-channels"
+    edit_factor = "edit-factor"
+    edit_sigma_low = "edit-sigma-low"
+    edit_sigma_high = "edit-sigma-high"
+    edit_source = "edit-source"
+    edit_source_seed = "edit-source-seed"
+    edit_class_a = "edit-class-a"
+    edit_class_b = "edit-class-b"
+    edit_region_graph = "edit-region-graph"   # the layer's heatmap to paint a region on
+    edit_region_text = "edit-region-text"
+    edit_region_clear = "edit-region-clear"
+    edit_apply = "edit-apply"
+    edit_undo = "edit-undo"
+    edit_clear = "edit-clear"
+    edit_full_run = "edit-full-run"
+    edit_message = "edit-message"           # why an edit is refused
+    edit_list = "edit-list"
+    edit_result = "edit-result"             # the box with the edited images and the per-layer change
+    edit_status = "edit-status"
+    edit_images = "edit-images"
+    edit_changes = "edit-changes"
+    edits = "edits"                         # store: the applied edits, EditSpec.to_dict() each, in order
+    edit_region = "edit-region"             # store: the painted (r0, c0, r1, c1), end-exclusive, or None
+    sweep_seeds = "sweep-seeds"
+    sweep_run = "sweep-run"
+    sweep_status = "sweep-status"
+    sweep_graph = "sweep-graph"
     # the selection (visualizer.app.selection)
     gallery = "gallery"
     class_counts = "class-counts"

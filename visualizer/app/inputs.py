@@ -79,6 +79,33 @@ def _typed(box: Component):
     return Annotated[Any, PlainValidator(check)]
 
 
+def _edits(value):
+    """The edits store: at most 8 edits, each one `EditSpec.from_dict` accepts."""
+    from visualizer.errors import UserError
+    from visualizer.inspection.edits import EditSpec
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > 8:
+        raise ValueError("expected a list of at most 8 edits")
+    for i, item in enumerate(value):
+        try:
+            EditSpec.from_dict(item)
+        except UserError as e:
+            raise ValueError(f"{i}: {e}") from None
+    return value
+
+
+def _region(value):
+    """A painted region: nothing, or [r0, c0, r1, c1] whole numbers with r0 < r1 and c0 < c1."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 4 and all(type(v) is int and 0 <= v <= 4096 for v in value)
+            and value[0] < value[2] and value[1] < value[3]):
+        raise ValueError("expected [r0, c0, r1, c1] with r0 < r1 and c0 < c1")
+    return value
+
+
 def _progress_value(value):
     """A progress bar's value: nothing, a number, or a number as text."""
     if value is None or isinstance(value, str) and re.fullmatch(r"\d{1,9}", value):
@@ -220,6 +247,9 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
         "step-auto.data": StepAuto | None,                  # the panels' own stores and ids
         "panel-width.data": Annotated[float, Field(allow_inf_nan=False, ge=0, le=100_000)] | None,
         "results.id": Text | None,
+        f"{ID.edits}.data": Annotated[Any, PlainValidator(_edits)],        # the page's edits (issue 17)
+        f"{ID.edit_region}.data": Annotated[Any, PlainValidator(_region)],
+        f"{ID.edit_region_graph}.selectedData": _plot_event(0, 65_536, 0),  # cells of the region map (no rows)
     }
     for ident, (values, multi) in options_in(layout).items():   # the controls with options
         one = Annotated[Any, AfterValidator(_one_of(values, f"one of the options of {ident}"))]

@@ -1,22 +1,23 @@
 """The page shell: the features' layouts in their places, and the session stores.
 
 Left column: the scatter's controls and graph (`scatter`), then the selection (`selection`); right
-column: the inspector panels (`panels`), scrolling on its own beside the scatter. Below 1100 px the
-columns stack (visualizer/assets/app/app.css). Session state lives in the dcc.Store components at the
-bottom, one set per browser tab. `FEATURES` lists the feature modules whose callbacks the server
-registers; a new feature is a module with `layout(info)` and `register(app, ctx)`, placed here.
+column: the inspector panels (`panels`), then the edits and the patch sweep (`edits`), scrolling on its
+own beside the scatter. Below 1100 px the columns stack (visualizer/assets/app/app.css). Session state
+lives in the dcc.Store components at the bottom, one set per browser tab. `FEATURES` lists the feature
+modules whose callbacks the server registers; a new feature is a module with `layout(info)` and
+`register(app, ctx)`, placed here.
 """
 
 from __future__ import annotations
 
 from dash import dcc, html
 
-from visualizer.app import panels, scatter, selection
+from visualizer.app import edits, panels, scatter, selection
 from visualizer.app.context import LayoutInfo
 from visualizer.app.ids import ID
 from visualizer.app.ui import SMALL
 
-FEATURES = (scatter, panels, selection)
+FEATURES = (scatter, panels, selection, edits)
 
 
 def build_layout(info: LayoutInfo) -> html.Div:
@@ -27,7 +28,7 @@ def build_layout(info: LayoutInfo) -> html.Div:
           for note in info.notes],
         html.Div([
             html.Div([*scatter.layout(info), *selection.layout(info)], className="viz-left"),
-            html.Div(panels.layout(info), className="viz-right"),
+            html.Div([*panels.layout(info), *edits.layout(info)], className="viz-right"),
         ], className="viz-columns"),
         dcc.Store(id=ID.clicked, storage_type="memory"),
         dcc.Store(id=ID.first_ready, storage_type="memory"),

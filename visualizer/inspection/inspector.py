@@ -424,6 +424,47 @@ class Inspector:
                  for k, s in enumerate(trace.steps)]
         return Trajectory(slot.key, views, trace.images[0], trace.num_steps, time.perf_counter() - start)
 
+    # -- where the behaviour lives (visualizer.metrics.causal), cached and under the models' locks ---------
+    MAX_SWEEP_SEEDS = 64
+
+    def patch_sweep(self, seeds: Sequence[int], classes: Sequence[int] | int | None,
+                    layers: Sequence[str] | None = None) -> list:
+        """`causal.patch_sweep` over the compared pair (teacher into student, every native layer by default):
+        per layer the mean RMSE over `seeds` with its bootstrap interval and the other-seed baseline."""
+        from visualizer.metrics.causal import patch_sweep
+
+        teacher, student = self._teacher_student()
+        seeds = tuple(int(s) for s in seeds)
+        if not 2 <= len(seeds) <= self.MAX_SWEEP_SEEDS:
+            raise UserError(f"a patch sweep takes 2 to {self.MAX_SWEEP_SEEDS} seeds, got {len(seeds)}")
+        classes = int(classes) if isinstance(classes, int) else None if classes is None else \
+            tuple(int(c) for c in classes)
+        layers = tuple(self.native_layers() if layers is None else layers)
+        bad = [n for n in layers if n not in self._layers]
+        if bad:
+            raise UserError(f"unknown layer(s) {', '.join(bad)}; valid names: {', '.join(self.layers())}")
+        key = ("sweep", teacher.identity, student.identity, seeds, classes, layers)
+
+        def compute():
+            with teacher.lock, student.lock:      # both models' hooks; always in this order
+                return patch_sweep(teacher.adapter, student.adapter, seeds, classes, layers)
+        return self.cache.get_or_compute(key, compute, lambda rows: 4096 + 64 * len(seeds) * len(rows))
+
+    def weight_drift(self) -> dict[str, float]:
+        """`causal.weight_drift` of the compared pair: ||W_student - W_teacher|| / ||W_teacher|| per block."""
+        from visualizer.metrics.causal import weight_drift
+
+        teacher, student = self._teacher_student()
+        key = ("drift", teacher.identity, student.identity)
+        return self.cache.get_or_compute(key, lambda: weight_drift(teacher.adapter, student.adapter),
+                                         lambda d: 4096 + 64 * len(d))
+
+    def _teacher_student(self) -> tuple[ModelSlot, ModelSlot]:
+        pair = self.pair
+        if not pair:
+            raise UserError("the causal tools compare two models; load a teacher and a student")
+        return self.slots[pair[0]], self.slots[pair[1]]
+
     # -- everything at once (tests, scripts) --------------------------------------------------------
     def regenerate(self, req: Request) -> tuple[FirstLook, dict[str, Trajectory]]:
         first = self.first_look(req)
