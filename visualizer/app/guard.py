@@ -39,7 +39,7 @@ log = logging.getLogger("visualizer.app")
 MAX_REQUEST_BYTES = 64 << 20     # a box selection of 100k points is a few MB
 NOTICE_VISIBLE = {"display": "block", "background": "#fff4e5", "border": "1px solid #f0b45a", "borderRadius": "6px",
                   "padding": "6px 10px", "margin": "0 0 8px 0", "fontSize": "13px", "color": "#7a3e00",
-                  "cursor": "pointer"}
+                  "cursor": "pointer", "overflowWrap": "anywhere"}
 NOTICE_HIDDEN = {"display": "none"}
 HIDE_NOTICE_JS = "function(n) { return n ? {display: 'none'} : window.dash_clientside.no_update; }"
 
