@@ -28,9 +28,9 @@ from typing_extensions import NotRequired, TypedDict
 
 from visualizer.app.context import AppContext
 from visualizer.app.ids import ID
+from visualizer.app.ui import MAX_SEED
 from visualizer.trace.reductions import REDUCTIONS
 
-MAX_SEED = 2**32 - 1        # seeds are drawn modulo 2^32 (visualizer.models.seeding)
 MAX_STEPS = 100_000         # sampler steps of any run the page can show
 MAX_POINTS = 2_000_000      # points in one plot event (a box selection of every point)
 MAX_TEXT = 10_000
