@@ -44,6 +44,7 @@ def gate(app):
     in progress); `log` records who traced, in order."""
     slot = app.visualizer.inspector.slots["teacher"]
     opened, log = threading.Event(), []
+    app.gate_reached = reached = threading.Event()      # a run holds the teacher's lock at the gate
     original = slot.adapter.trace
 
     def trace(seeds, *args, **kw):
@@ -51,6 +52,7 @@ def gate(app):
         log.append(("run" if sampler else "first", int(seeds[0])))
         if sampler is not None:
             def held(info):
+                reached.set()
                 assert opened.wait(60), "the gate never opened"
                 return sampler(info)
             kw["callback"] = held
@@ -127,6 +129,7 @@ def test_a_first_look_is_served_while_teacher_runs_are_queued(app, gate):
     for seed in range(5):
         _start_run(client, app, seed, f"tab-{seed}")
     _until(lambda: manager.counts() == {"running": 1, "queued": 4}, "one run and four waiting")
+    assert app.gate_reached.wait(60), "the run in progress never reached the gate"   # it holds the lock now
     key = next(k for k in app.callback_map if k.startswith("..first-ready.data"))
     look = body_for(key, app.callback_map[key], {
         "clicked.data": {"seed": 77, "class_label": 7, "sample_id": None, "model": None},
