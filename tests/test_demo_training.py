@@ -18,8 +18,9 @@ import torch
 
 from tools.demo import distill_student, evaluate, train_teacher
 from tools.demo.training import ARCHITECTURES, build_network, ema_update, karras_sigmas
-from visualizer.digits.classifier import CLASSIFIER_FILE, DigitClassifier, frechet_distance, load_classifier, predict
+from visualizer.digits.classifier import CLASSIFIER_FILE, DigitClassifier, load_classifier, predict
 from visualizer.digits.dataset import DIGITS_FILE, load_digits, load_split, render, split_indices
+from visualizer.metrics.diversity import frechet_distance
 from visualizer.models.networks import EDMPrecond
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,11 +34,11 @@ from visualizer.checkpoints.loading import load_network  # noqa: E402
 from visualizer.digits.classifier import (  # noqa: E402
     CLASSIFIER_FILE,
     DigitClassifier,
-    frechet_distance,
     load_classifier,
     predict,
 )
 from visualizer.digits.dataset import NUM_CLASSES, load_split  # noqa: E402
+from visualizer.metrics.diversity import frechet_distance  # noqa: E402
 from visualizer.models.device import pick_device  # noqa: E402
 from visualizer.models.networks import EDMPrecond  # noqa: E402
 from visualizer.models.sampling import dmd2_generate, edm_sampler  # noqa: E402

@@ -1,4 +1,5 @@
-"""A small digit classifier for judging the demo models: on-class rates and Frechet distances.
+"""A small digit classifier for judging the demo models: on-class rates, and the feature space of the
+demo's probe (`visualizer.metrics.probe.digit_probe`) where Frechet distances and coverage are measured.
 
 Trained on the coloured training digits with random colours and poses, so it reads the shape
 and ignores the colour. Its penultimate layer (96 features after global average pooling) is the
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -62,19 +62,3 @@ def predict(net: DigitClassifier, images: torch.Tensor, batch: int = 1024) -> tu
         feats.append(f)
         classes.append(net.head(f).argmax(1))
     return torch.cat(classes), torch.cat(feats)
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between two feature sets [N, D].
-
-    The trace of the matrix square root is taken as tr sqrt(sqrt(S_a) S_b sqrt(S_a)), which is
-    symmetric, so numpy's eigh suffices (no scipy).
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    w, v = np.linalg.eigh(s_a)
-    sqrt_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    inner = np.linalg.eigvalsh(sqrt_a @ s_b @ sqrt_a)
-    tr_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * tr_sqrt)

@@ -1,0 +1,110 @@
+"""Sample-set scores and the common probe (issue 16): constructed sets with known answers."""
+
+import numpy as np
+import pytest
+import torch
+from nets import tiny_net
+
+from visualizer.adapters.edm import EDMAdapter
+from visualizer.errors import UserError
+from visualizer.metrics import diversity
+from visualizer.metrics.probe import NetworkProbe, as_float_images, digit_probe
+
+
+def _blobs(n: int, d: int = 8, seed: int = 0, shift: float = 0.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32) + shift
+
+
+def test_identical_sets_score_one_and_disjoint_sets_zero():
+    x = _blobs(200)
+    same = diversity.prdc(x, x.copy())
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    far = diversity.prdc(x, _blobs(200, seed=1, shift=100.0))
+    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+
+
+def test_a_collapsed_set_keeps_precision_and_loses_recall_coverage_and_spread():
+    ref = _blobs(400)
+    collapsed = 0.2 * _blobs(400, seed=2)              # inside the reference's bulk, a fifth of its spread
+    s = diversity.compare_sets(ref, collapsed, splits=4)["scores"]
+    assert s["precision"]["all"] > 0.9
+    assert s["recall"]["all"] < 0.2 and s["coverage"]["all"] < 0.5
+    assert s["spread_ratio"]["all"] == pytest.approx(0.2, rel=0.1)
+    assert len(s["coverage"]["splits"]) == 4 and s["coverage"]["min"] <= s["coverage"]["mean"] <= s["coverage"]["max"]
+
+
+def test_splits_are_disjoint_and_equal():
+    parts = diversity.disjoint_splits(103, 5, seed=3)
+    flat = np.concatenate(parts)
+    assert {len(p) for p in parts} == {20} and len(set(flat.tolist())) == 100
+    with pytest.raises(UserError):
+        diversity.disjoint_splits(5, 4)
+
+
+def test_frechet_distance_of_a_shift_is_its_squared_length():
+    a = _blobs(500, 3)
+    assert diversity.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    assert diversity.frechet_distance(a, a + [2.0, 0, 0]) == pytest.approx(4.0, abs=1e-6)
+
+
+def test_per_class_ranks_the_collapsed_class_first():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 60)
+    ref = rng.normal(size=(180, 4)) + labels[:, None] * 10
+    gen = ref + rng.normal(size=ref.shape) * 0.1
+    gen[labels == 1] = 10 + 0.1 * rng.normal(size=(60, 4))        # class 1 collapses onto a point
+    ranked = diversity.per_class(ref, labels, gen, labels)
+    assert list(ranked)[0] == 1 and ranked[1]["spread_ratio"] < 0.15 and ranked[1]["coverage"] < 0.5
+    assert ranked[0]["coverage"] > 0.9
+
+
+def test_seed_correspondence_finds_the_same_seed_and_states_chance():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 25)
+    teacher = rng.normal(size=(100, 16))
+    close = diversity.seed_correspondence(teacher + 0.05 * rng.normal(size=teacher.shape), teacher, labels)
+    assert close["top1"] == 1.0 and close["top1_chance"] == pytest.approx(1 / 25)
+    assert close["same_seed_mean"] < close["other_seeds_mean"]
+    unrelated = diversity.seed_correspondence(rng.normal(size=teacher.shape), teacher, labels)
+    assert unrelated["top1"] < 0.2
+    with pytest.raises(UserError):
+        diversity.seed_correspondence(teacher[:10], teacher, labels)
+
+
+def test_bad_sets_are_refused_with_what_is_wrong():
+    with pytest.raises(UserError, match="NaN"):
+        diversity.prdc(np.full((10, 2), np.nan), _blobs(10, 2))
+    with pytest.raises(UserError, match="features"):
+        diversity.prdc(_blobs(20, 2), _blobs(20, 3))
+    with pytest.raises(UserError, match="k = 30"):
+        diversity.prdc(_blobs(20, 2), _blobs(20, 2), k=30)
+
+
+def test_network_probe_noises_with_seeded_eps_and_reads_one_layer():
+    adapter = EDMAdapter(tiny_net(), device="cpu")
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8)
+    labels = [0, 1, 2, 3, 4]
+    probe = NetworkProbe(adapter, "enc.8x8_block0", sigma=0.5, pool="mean")
+    a, b = probe(images, labels), NetworkProbe(adapter, "enc.8x8_block0", sigma=0.5, pool="mean", batch=2)(images,
+                                                                                                            labels)
+    assert a.shape == (5, adapter.layer_shapes()["enc.8x8_block0"][1])
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)          # batching does not change a row's noise
+    other = NetworkProbe(adapter, "enc.8x8_block0", sigma=0.5, pool="mean", seed=7)(images, labels)
+    assert not np.allclose(a, other)
+    # sigma 0: no noise, the network's own forward on the clean image
+    clean = NetworkProbe(adapter, "enc.8x8_block0", sigma=0.0, pool="mean")(images, labels)
+    with torch.no_grad():
+        from visualizer.trace.capture import capture
+        with capture(adapter.net, ["enc.8x8_block0"]) as cap:
+            adapter.forward(as_float_images(images), 0.0, labels)
+    np.testing.assert_allclose(clean, cap.tensor("enc.8x8_block0", 0).mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(UserError):
+        NetworkProbe(adapter, "no_such_layer")
+    with pytest.raises(UserError):
+        NetworkProbe(adapter, "enc.8x8_block0", sigma=float("nan"))
+
+
+def test_digit_probe_gives_the_classifiers_features():
+    probe = digit_probe()
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    assert probe(images).shape == (3, 96)
