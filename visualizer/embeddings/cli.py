@@ -39,7 +39,8 @@ from visualizer.embeddings.spec import (
 D = EmbedConfig.defaults()        # every default comes from the config the pipeline runs with
 RUNS_DIR = Path("data", "runs")   # relative to the current folder, like `download`'s checkpoints/
 # Where the run goes and how fast it runs do not change what it holds, so they do not change its default name.
-_NOT_IN_NAME = ("out", "progress", "compile", "umap_backend")
+# Extra maps are made from the same rows, so asking for them later resumes the same run and adds them.
+_NOT_IN_NAME = ("out", "progress", "compile", "umap_backend", "maps")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +91,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="auto (default): RAPIDS cuML on the GPU when installed, else umap-learn on the CPU")
     g.add_argument("--min-dist", type=float, default=D["min_dist"], metavar="D",
                    help=f"UMAP min_dist (default {D['min_dist']})")
+    g.add_argument("--maps", default=D["maps"], choices=["main", "per-layer"],
+                   help="main (default): one UMAP of all recorded layers; per-layer: also one map per layer and "
+                        "step (that layer's PCA features of the rows at that step), in maps/ and listed in the "
+                        "sidecar. Rerunning a finished run with it adds the maps without recomputing activations")
     g.add_argument("--random-state", type=int, default=D["random_state"], metavar="S",
                    help=f"seed of the PCA subsample, the randomized SVD and UMAP (default {D['random_state']})")
     g = parser.add_argument_group("output")
@@ -117,7 +122,7 @@ def config_from_args(args: argparse.Namespace):
         steps=parse_steps(args.steps), preset=args.preset, num_steps=args.num_steps, batch_size=args.batch_size,
         device=args.device, precision=args.precision, compile=args.compile, pool=parse_pool(args.pool),
         pca_dims=args.pca_dims, pca_fit_rows=args.pca_fit_rows,
-        n_neighbors=args.n_neighbors, min_dist=args.min_dist, umap_backend=args.umap_backend,
+        n_neighbors=args.n_neighbors, min_dist=args.min_dist, umap_backend=args.umap_backend, maps=args.maps,
         random_state=args.random_state,
         progress=not args.no_progress,
     )

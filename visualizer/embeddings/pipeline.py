@@ -25,6 +25,7 @@ from visualizer.checkpoints.download import resolve_checkpoint
 from visualizer.embeddings import provenance
 from visualizer.embeddings.distributed import Ranks, init_ranks
 from visualizer.embeddings.extract import batches, layer_shape, record_batch
+from visualizer.embeddings.maps import make_maps, write_maps
 from visualizer.embeddings.pooling import pooled_features, resolve_pool
 from visualizer.embeddings.reduce import MIN_ROWS, fit_layer, project_groups, run_umap, save_basis, umap_backend
 from visualizer.embeddings.schema import COLUMNS, write_embeddings
@@ -369,7 +370,15 @@ def reduce_frame(plan: Plan, folder: RunFolder, frame: pd.DataFrame) -> tuple[np
     np.save(folder.pca_dir / "features.npy", features, allow_pickle=False)
     umap_settings = {"n_neighbors": used_neighbors, "min_dist": cfg.min_dist, "random_state": cfg.random_state,
                      "metric": "euclidean", "input": "concatenated PCA features", "backend": backend}
-    return xy, {"pca": pca, "umap": umap_settings}
+    out = {"pca": pca, "umap": umap_settings}
+    if cfg.maps == "per-layer":
+        entries, coords = make_maps(
+            frame, features, {b.name: int(b.components.shape[0]) for b in bases},
+            lambda f: run_umap(f, cfg.n_neighbors, cfg.min_dist, cfg.random_state, cfg.umap_backend)[0],
+            MIN_ROWS)
+        write_maps(folder.root, entries, coords)
+        out["maps"] = entries
+    return xy, out
 
 
 def sidecar(plan: Plan, reduction: dict, world: int) -> dict:
@@ -387,7 +396,8 @@ def sidecar(plan: Plan, reduction: dict, world: int) -> dict:
         "activations": {"path": "activations/{model}/{layer}/step{step}.npy", "dtype": "float16",
                         "row_column": "row", "layers": plan.layers},
         "thumbnails": "thumbs/{model}/{seed}.png",
-        "reduction": {"pool": cfg.pool, **reduction},
+        "reduction": {"pool": cfg.pool, **{k: v for k, v in reduction.items() if k != "maps"}},
+        **({"maps": reduction["maps"]} if reduction.get("maps") is not None else {}),
         "run": {"batch_size": cfg.batch_size, "device": plan.device.type, "world_size": world,
                 "precision": cfg.precision, "compile": cfg.compile},
         "versions": provenance.versions(),

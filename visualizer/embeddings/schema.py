@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from visualizer.embeddings.maps import read_maps
 from visualizer.embeddings.sidecar import (
     MAX_CLASSES,
     MAX_NUM_STEPS,
@@ -81,6 +82,7 @@ class Embeddings:
     frame: pd.DataFrame
     csv_path: Path
     sidecar: dict = field(default_factory=dict)
+    maps: list = field(default_factory=list)       # MapInfo: the main map, then the sidecar's `maps` (checked)
 
     @property
     def root(self) -> Path:
@@ -246,7 +248,8 @@ def load_embeddings(csv_path: Path | str) -> Embeddings:
             i = int(over.argmax())
             raise _bad(path, i + 2, "class_label", f"{frame['class_label'].iloc[i]} is not below the {num_classes} "
                                                    f"classes its sidecar records")
-    return Embeddings(frame=frame, csv_path=path, sidecar=sidecar)
+    maps = read_maps(path.parent, sidecar, frame, side)
+    return Embeddings(frame=frame, csv_path=path, sidecar=sidecar, maps=maps)
 
 
 def write_embeddings(frame: pd.DataFrame, csv_path: Path | str, sidecar: dict) -> Path:

@@ -4,7 +4,7 @@ A sidecar is read from a file the user hands the app, so before any of it is use
 at most `MAX_SIDECAR_BYTES`, JSON nested at most `MAX_JSON_DEPTH` deep, and fit `Sidecar` below.
 Unknown keys are kept (newer writers may add some) but are still bounded by size and depth; known keys
 must have their type and range. Sidecars written before a field existed (no `architecture`, no
-`sha256`) still load: every field but `schema_version`, `models` and `layers` is optional.
+`sha256`, no `maps`) still load: every field but `schema_version`, `models` and `layers` is optional.
 
 `validate_sidecar(data, path)` returns the data unchanged or raises `UserError` with one line that
 names the file, the field (`models.teacher.checkpoint`) and the problem.
@@ -30,6 +30,7 @@ MAX_RESOLUTION = 4096
 MAX_CHANNELS = 64
 MAX_MODELS = 64
 MAX_LAYERS = 4096
+MAX_MAPS = 4096               # per-layer and per-step maps (`embed --maps per-layer`)
 SEED_LIMIT = 2**32            # the reference sampler seeds one generator per image with seed % 2^32
 REQUIRED_KEYS = ("schema_version", "models", "layers")
 
@@ -94,6 +95,18 @@ class Steps(_Strict):
     by_model: dict[Key, Annotated[list[Step], Field(max_length=MAX_NUM_STEPS)]] | None = None
 
 
+class MapEntry(_Strict):
+    """One per-layer/per-step map (`visualizer.embeddings.maps`): its coordinates live in `file`."""
+
+    id: Key
+    name: Name
+    layers: Annotated[list[Name], Field(min_length=1, max_length=MAX_LAYERS)]
+    steps: Annotated[list[Step], Field(max_length=MAX_NUM_STEPS)] | None = None
+    rows: Count
+    file: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*$")]
+    about: Text | None = None
+
+
 class Sidecar(_Strict):
     schema_version: int
     models: Annotated[dict[Key, ModelEntry], Field(max_length=MAX_MODELS)]
@@ -108,6 +121,7 @@ class Sidecar(_Strict):
     run: dict[str, Any] | None = None
     versions: dict[Name, Text | None] | None = None
     created: Text | None = None
+    maps: Annotated[list[MapEntry], Field(max_length=MAX_MAPS)] | None = None    # `embed --maps per-layer`
 
 
 def read_json_file(path: Path, what: str, max_bytes: int = MAX_SIDECAR_BYTES) -> Any:

@@ -212,6 +212,7 @@ class EmbedConfig:
     pca_fit_rows: int = 20000
     n_neighbors: int = 15
     min_dist: float = 0.1
+    maps: str = "main"                 # main, or per-layer: also one map per layer and step (embeddings.maps)
     umap_backend: str = "auto"         # umap-learn, or RAPIDS cuML on the GPU when installed (reduce.umap_backend)
     random_state: int = 0
     progress: bool = True
