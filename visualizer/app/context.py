@@ -21,6 +21,7 @@ import pandas as pd
 from visualizer.app.config import AppState
 from visualizer.app.jobs import ThreadedJobManager
 from visualizer.inspection import Inspector, LRUCache
+from visualizer.inspection.neighbours import NeighbourIndex
 from visualizer.trace.reductions import REDUCTIONS
 
 DEFAULT_LAYER_COUNT = 8
@@ -38,6 +39,7 @@ class AppContext:
     default_layers: list[str]
     teacher: str | None               # the multi-step model whose trajectory runs in the background
     jobs: ThreadedJobManager | None = None
+    neighbours: NeighbourIndex | None = None   # the run's PCA space, loaded on first use (issue 17's gallery)
 
     def row(self, position) -> pd.Series | None:
         """The table row at `position` (a point's customdata, as the browser sent it), or None if there is none."""
@@ -98,7 +100,7 @@ def build_context(state: AppState, cache: LRUCache | None = None, jobs: Threaded
         model_order=list(dict.fromkeys(frame["model"])) if frame is not None else [],
         classes=_classes(state, frame),
         default_layers=default_layers(inspector.legacy_layers(), inspector.native_layers()),
-        teacher=teacher, jobs=jobs,
+        teacher=teacher, jobs=jobs, neighbours=NeighbourIndex(frame, root),
     )
 
 

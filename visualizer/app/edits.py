@@ -21,8 +21,10 @@ beside the weight drift per block). Figures: `region_figure`, `edit_images_figur
 
 Sources: 'other' (the other model of the pair at this seed: teacher into student at the shared first
 input, student into teacher at its first step), 'seed' (this model at another seed, same class),
-'selection' (the mean over the seeds of the box/lasso selection, same class), 'classes' (for add: the
-mean activation of class A minus class B). Per-sample figures say they are descriptive; the sweep's
+'selection' (the mean over the seeds of the box/lasso selection, same class), 'neighbours' (the mean over
+the clicked point's K nearest neighbours in the run's PCA space, as the neighbours gallery lists them, each
+re-traced at its own seed and class: `visualizer.app.neighbours`), 'classes' (for add: the mean activation
+of class A minus class B). Per-sample figures say they are descriptive; the sweep's
 bars carry their interval and baseline.
 """
 
@@ -51,7 +53,9 @@ MAX_EDITS = 8
 OP_LABELS = {"zero": "zero", "mean": "mean-ablate", "scale": "scale", "add": "add a direction",
              "replace": "replace"}
 SOURCES = {"other": "the other model, same seed", "seed": "another seed (same class)",
-           "selection": "mean over the selection's seeds (same class)", "classes": "class A − class B (add)"}
+           "selection": "mean over the selection's seeds (same class)",
+           "neighbours": "mean over the clicked point's K nearest neighbours (the gallery's)",
+           "classes": "class A − class B (add)"}
 MAX_SELECTION_SEEDS = 64
 DEFAULT_SWEEP_SEEDS = "0-7"
 
@@ -234,7 +238,7 @@ def _number(value, what: str) -> float | None:
 
 
 def build_spec(c: AppContext, model, layer, op, channels, region, sigma_low, sigma_high, factor, source,
-               source_seed, class_a, class_b, selection) -> EditSpec:
+               source_seed, class_a, class_b, selection, neighbours=None) -> EditSpec:
     """The form as a checked EditSpec (a UserError says what is wrong, in the page's words)."""
     if not model or not layer:
         raise UserError("pick a model and a layer to edit")
@@ -264,6 +268,10 @@ def build_spec(c: AppContext, model, layer, op, channels, region, sigma_low, sig
             if not seeds:
                 raise UserError("the selection is empty: box or lasso some points of the scatter first")
             src = "seeds:" + ",".join(map(str, seeds[:MAX_SELECTION_SEEDS]))
+        elif source == "neighbours":
+            if not neighbours or c.neighbours is None:
+                raise UserError("no neighbours yet: click a point of the map (the neighbours gallery lists them)")
+            src = c.neighbours.edit_source(neighbours["query"], neighbours["rows"])
         elif source == "classes":
             if class_a is None or class_b is None:
                 raise UserError("pick classes A and B for the direction A − B")
@@ -422,7 +430,7 @@ def pick_region(c: AppContext, trigger, selected, _clear=None) -> tuple:
 
 
 def edit_list(c: AppContext, trigger, _apply, _undo, _clear, edits, model, layer, op, channels, painted, sigma_low,
-              sigma_high, factor, source, source_seed, class_a, class_b, selection) -> tuple:
+              sigma_high, factor, source, source_seed, class_a, class_b, selection, neighbours=None) -> tuple:
     """(edits store, message): apply the form as one more edit (checked), undo the last, or clear them all."""
     edits = list(edits or [])
     if trigger == ID.edit_clear:
@@ -435,7 +443,8 @@ def edit_list(c: AppContext, trigger, _apply, _undo, _clear, edits, model, layer
         return no_update, f"at most {MAX_EDITS} edits at once: undo or clear some"
     try:
         spec = build_spec(c, model, canonical_name(layer or "", c.inspector.aliases()) or layer, op, channels,
-                          painted, sigma_low, sigma_high, factor, source, source_seed, class_a, class_b, selection)
+                          painted, sigma_low, sigma_high, factor, source, source_seed, class_a, class_b, selection,
+                          neighbours)
     except UserError as e:
         return no_update, str(e)
     return [*edits, spec.to_dict()], ""
@@ -527,7 +536,7 @@ def register(app: dash.Dash, c: AppContext) -> None:
                  State(ID.edit_sigma_low, "value"), State(ID.edit_sigma_high, "value"),
                  State(ID.edit_factor, "value"), State(ID.edit_source, "value"), State(ID.edit_source_seed, "value"),
                  State(ID.edit_class_a, "value"), State(ID.edit_class_b, "value"), State(ID.selection, "data"),
-                 prevent_initial_call=True)(bind(edit_list, c, triggered=True))
+                 State(ID.neighbours, "data"), prevent_initial_call=True)(bind(edit_list, c, triggered=True))
     app.callback(Output(ID.edit_images, "figure"), Output(ID.edit_changes, "figure"), Output(ID.edit_list, "children"),
                  Output(ID.edit_status, "children"), Input(ID.edits, "data"), Input(ID.first_ready, "data"),
                  Input(ID.naming, "value"), Input(ID.edit_full_run, "value"),

@@ -78,6 +78,14 @@ class ID:
     sweep_run = "sweep-run"
     sweep_status = "sweep-status"
     sweep_graph = "sweep-graph"
+    # the nearest neighbours of the clicked point (visualizer.app.neighbours)
+    neighbour_k = "neighbour-k"
+    neighbour_generate = "neighbour-generate"   # "generate from neighbours": adds the edit
+    neighbour_message = "neighbour-message"
+    neighbour_status = "neighbour-status"
+    neighbour_trust = "neighbour-trust"         # how far to trust the map (trustworthiness, agreement)
+    neighbour_gallery = "neighbour-gallery"     # radio items, one card per neighbour: its value is a row
+    neighbours = "neighbours"                   # store: {"query": row, "rows": [rows, nearest first]}
     # the selection (visualizer.app.selection)
     gallery = "gallery"
     class_counts = "class-counts"

@@ -225,6 +225,11 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
             raise ValueError(f"{len(ready['sigmas'])} sigmas for num_steps {ready['num_steps']}")
         return ready
 
+    class Neighbours(TypedDict):            # the clicked point's row and its neighbours' rows (issue 17)
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        query: Row
+        rows: Annotated[list[Row], Field(max_length=64)]
+
     class StepAuto(TypedDict):
         __pydantic_config__ = ConfigDict(extra="forbid")
         run: Text
@@ -250,6 +255,8 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
         f"{ID.edits}.data": Annotated[Any, PlainValidator(_edits)],        # the page's edits (issue 17)
         f"{ID.edit_region}.data": Annotated[Any, PlainValidator(_region)],
         f"{ID.edit_region_graph}.selectedData": _plot_event(0, 65_536, 0),  # cells of the region map (no rows)
+        f"{ID.neighbours}.data": Neighbours | None,
+        f"{ID.neighbour_gallery}.value": Row | None,          # a neighbour's card: its row (options made per click)
     }
     for ident, (values, multi) in options_in(layout).items():   # the controls with options
         one = Annotated[Any, AfterValidator(_one_of(values, f"one of the options of {ident}"))]

@@ -1,6 +1,7 @@
 """The page shell: the features' layouts in their places, and the session stores.
 
-Left column: the scatter's controls and graph (`scatter`), then the selection (`selection`); right
+Left column: the scatter's controls and graph (`scatter`), then the selection (`selection`) and the
+clicked point's nearest neighbours (`neighbours`); right
 column: the inspector panels (`panels`), then the edits and the patch sweep (`edits`), scrolling on its
 own beside the scatter. Below 1100 px the columns stack (visualizer/assets/app/app.css). Session state
 lives in the dcc.Store components at the bottom, one set per browser tab. `FEATURES` lists the feature
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from visualizer.app import edits, panels, scatter, selection
+from visualizer.app import edits, neighbours, panels, scatter, selection
 from visualizer.app.context import LayoutInfo
 from visualizer.app.ids import ID
 from visualizer.app.ui import SMALL
 
-FEATURES = (scatter, panels, selection, edits)
+FEATURES = (scatter, panels, selection, edits, neighbours)
 
 
 def build_layout(info: LayoutInfo) -> html.Div:
@@ -27,7 +28,8 @@ def build_layout(info: LayoutInfo) -> html.Div:
         *[html.Div(f"Note: {note}", className="load-note", style={**SMALL, "color": "#8a4b00", "marginBottom": "4px"})
           for note in info.notes],
         html.Div([
-            html.Div([*scatter.layout(info), *selection.layout(info)], className="viz-left"),
+            html.Div([*scatter.layout(info), *selection.layout(info), *neighbours.layout(info)],
+                     className="viz-left"),
             html.Div([*panels.layout(info), *edits.layout(info)], className="viz-right"),
         ], className="viz-columns"),
         dcc.Store(id=ID.clicked, storage_type="memory"),
@@ -38,4 +40,5 @@ def build_layout(info: LayoutInfo) -> html.Div:
         dcc.Store(id=ID.panel_width, storage_type="memory"),
         dcc.Store(id=ID.hover_point, storage_type="memory"),
         dcc.Store(id=ID.step_auto, storage_type="memory"),
+        dcc.Store(id=ID.neighbours, storage_type="memory"),     # the clicked point's neighbours (gallery, edits)
     ], style={"fontFamily": "system-ui, sans-serif", "padding": "8px 14px", "background": "#fafafa"})

@@ -8,9 +8,10 @@
 
 `source` says where a replacement or direction comes from: 'other' (the other model of the pair at the
 same seed: teacher into student at the shared first input, student into teacher at its first step),
-'seed:N' (this model at another seed, same class), 'seeds:A,B,...' (their mean), or for `add`,
-'classes:A-B' (mean activation of class A minus class B over `MEAN_SEEDS` seeds). A spec is part of
-the cache key, so an edited click is cached like any other.
+'seed:N' (this model at another seed, same class), 'seeds:A,B,...' (their mean), 'samples:S@C,...'
+(the mean over samples each at its own seed S and class C: a point's nearest neighbours on the map,
+re-traced at full resolution), or for `add`, 'classes:A-B' (mean activation of class A minus class B
+over `MEAN_SEEDS` seeds). A spec is part of the cache key, so an edited click is cached like any other.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from visualizer.trace import Edit, SigmaRange
 OPS = ("zero", "mean", "scale", "add", "replace")
 MEAN_SEEDS = 16          # seeds per class for a class-mean direction
 MAX_SEEDS = 64           # seeds a 'seeds:' source may list
-_SOURCE = re.compile(r"^(other|seed:\d{1,10}|seeds:\d{1,10}(,\d{1,10}){0,63}|classes:\d{1,6}-\d{1,6})$")
+_SOURCE = re.compile(r"^(other|seed:\d{1,10}|seeds:\d{1,10}(,\d{1,10}){0,63}|"
+                     r"samples:\d{1,10}@\d{1,6}(,\d{1,10}@\d{1,6}){0,63}|classes:\d{1,6}-\d{1,6})$")
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,12 @@ class EditSpec:
         if self.op in ("replace", "add") and self.source is None:
             raise UserError(f"edit: {self.op} needs a source (other, seed:N, seeds:A,B or classes:A-B)")
         if self.source is not None and not _SOURCE.match(self.source):
-            raise UserError(f"edit: source {self.source!r} is not 'other', 'seed:N', 'seeds:A,B,...' or "
-                            "'classes:A-B'")
+            raise UserError(f"edit: source {self.source!r} is not 'other', 'seed:N', 'seeds:A,B,...', "
+                            "'samples:S@C,...' or 'classes:A-B'")
         if self.source and self.source.startswith("classes:") and self.op != "add":
             raise UserError("edit: a classes:A-B source is a direction; use it with op 'add'")
-        if self.op == "mean" and not (self.source and self.source.startswith("seeds:")):
-            raise UserError("edit: mean-ablation needs source 'seeds:A,B,...' (the seeds to average)")
+        if self.op == "mean" and not (self.source and self.source.startswith(("seeds:", "samples:"))):
+            raise UserError("edit: mean-ablation needs source 'seeds:A,B,...' or 'samples:S@C,...' (what to average)")
         if self.region is not None and not (len(self.region) == 4 and self.region[0] < self.region[2]
                                             and self.region[1] < self.region[3] and min(self.region) >= 0):
             raise UserError(f"edit: region {self.region} must be (r0, c0, r1, c1) with r0 < r1 and c0 < c1")
@@ -88,7 +90,11 @@ class EditSpec:
         parts = [f"{self.model} {self.layer}: {self.op}"]
         if self.op in ("scale", "add"):
             parts[0] += f" x{self.factor:g}"
-        if self.source:
+        if self.source and self.source.startswith("samples:"):
+            pairs = samples_of(self.source)
+            shown = ", ".join(f"{seed}@{label}" for seed, label in pairs[:4]) + (", ..." if len(pairs) > 4 else "")
+            parts.append(f"from the mean over {len(pairs)} samples (seed@class {shown})")
+        elif self.source:
             parts.append(f"from {self.source}")
         if self.channels is not None:
             parts.append("channels " + ",".join(map(str, self.channels)))
@@ -137,7 +143,27 @@ def where(spec: EditSpec, shape: tuple[int, ...]) -> dict:
 
 def seeds_of(source: str) -> list[int]:
     kind, _, rest = source.partition(":")
+    if kind == "samples":
+        return [seed for seed, _ in samples_of(source)]
     return [int(s) for s in rest.split(",")] if kind in ("seed", "seeds") else []
+
+
+def samples_of(source: str) -> list[tuple[int, int]]:
+    """The (seed, class) pairs of a 'samples:S@C,...' source (none for any other)."""
+    kind, _, rest = source.partition(":")
+    if kind != "samples":
+        return []
+    return [(int(seed), int(label)) for seed, _, label in (part.partition("@") for part in rest.split(","))]
+
+
+def samples_source(samples) -> str:
+    """'samples:S@C,...' for (seed, class) pairs, each once, in order (a UserError for none or too many)."""
+    pairs = list(dict.fromkeys((int(s), int(c)) for s, c in samples))
+    if not pairs:
+        raise UserError("edit: no samples to average")
+    if len(pairs) > MAX_SEEDS:
+        raise UserError(f"edit: at most {MAX_SEEDS} samples to average, got {len(pairs)}")
+    return "samples:" + ",".join(f"{s}@{c}" for s, c in pairs)
 
 
 def to_trace_edit(spec: EditSpec, shape: tuple[int, ...], value=None) -> Edit:

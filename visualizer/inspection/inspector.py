@@ -34,7 +34,7 @@ import torch
 from visualizer.adapters.base import DiffusionAdapter
 from visualizer.errors import UserError
 from visualizer.inspection.cache import LRUCache
-from visualizer.inspection.edits import MEAN_SEEDS, EditSpec, seeds_of, to_trace_edit
+from visualizer.inspection.edits import MEAN_SEEDS, EditSpec, samples_of, seeds_of, to_trace_edit
 from visualizer.inspection.locks import ModelLock
 from visualizer.inspection.requests import Request
 from visualizer.inspection.results import FirstLook, StepView, Trajectory
@@ -219,6 +219,9 @@ class Inspector:
                     raise UserError(f"edit: class {bad[0]} is out of range for {spec.model} (0..{n - 1})")
             if any(seed >= 2**32 for seed in seeds_of(spec.source or "")):
                 raise UserError("edit: seeds must lie in 0 .. 2^32 - 1")
+            bad = [c for _, c in samples_of(spec.source or "") if n and not 0 <= c < n]
+            if bad:
+                raise UserError(f"edit: class {bad[0]} is out of range for {spec.model} (0..{n - 1})")
 
     # -- the shared first input ---------------------------------------------------------------------
     def request(self, req: Request | int, class_label: int | None = None, layers: Sequence[str] | None = None,
@@ -339,8 +342,10 @@ class Inspector:
                                             to_cpu=False)[(spec.layer, 0)].mean(0) for c in (a, b)]
             return means[0] - means[1]
         seeds = seeds_of(spec.source)
+        # 'samples:': each at its own class (a point's neighbours on the map); 'seed(s):': the request's class
+        classes = [c for _, c in samples_of(spec.source)] if kind == "samples" else req.class_label
         with slot.lock:
-            t = slot.adapter.trace(seeds, req.class_label, [spec.layer], steps="all", settings=slot.settings(),
+            t = slot.adapter.trace(seeds, classes, [spec.layer], steps="all", settings=slot.settings(),
                                    to_cpu=False)
         per_step = {s: t[(spec.layer, s)].mean(0, keepdim=True) for s in t.steps}
         return per_step if slot.multi_step else per_step[0]
