@@ -34,7 +34,8 @@ LAYERS = {
     "visualizer.app": 5, "visualizer.cli": 5, "visualizer.cli_args": 5, "visualizer.visualization_app": 5,
     "visualizer.__main__": 5,
 }
-COMMAND_LINES = ("visualizer.embeddings.cli", "visualizer.metrics.cli")   # command lines live beside their work
+COMMAND_LINES = (                    # command lines live beside their work
+    "visualizer.embeddings.cli", "visualizer.metrics.cli", "visualizer.metrics.diversity_cli")
 WEB = ("dash", "plotly", "flask", "werkzeug")
 NOT_TORCH_ONLY = (*WEB, "pandas", "umap", "sklearn")
 

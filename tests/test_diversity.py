@@ -108,3 +108,64 @@ def test_digit_probe_gives_the_classifiers_features():
     probe = digit_probe()
     images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
     assert probe(images).shape == (3, 96)
+
+
+# -- sample sets from disk and the command ---------------------------------------------------------------
+
+def test_real_images_from_an_npz_and_a_class_folder_tree(tmp_path):
+    from PIL import Image
+
+    from visualizer.metrics.sample_sets import load_real
+
+    images = np.random.default_rng(0).integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    np.savez(tmp_path / "real.npz", images=images, labels=labels)
+    s = load_real(tmp_path / "real.npz", resolution=16)
+    assert np.array_equal(s.images, images) and s.labels.tolist() == labels.tolist()
+    for i, (im, c) in enumerate(zip(images, labels, strict=True)):
+        (tmp_path / "tree" / str(c)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im).save(tmp_path / "tree" / str(c) / f"{i}.png")
+    t = load_real(tmp_path / "tree", resolution=16)
+    assert np.array_equal(t.images, images) and t.labels.tolist() == labels.tolist()
+    with pytest.raises(UserError, match="32x32"):
+        load_real(tmp_path / "real.npz", resolution=32)
+
+
+def test_hostile_npz_files_are_refused_before_their_data_is_read(tmp_path):
+    from visualizer.metrics.sample_sets import load_real
+
+    np.savez(tmp_path / "objects.npz", images=np.array([{"a": 1}], dtype=object), labels=np.array([0]))
+    with pytest.raises(UserError, match="objects.npz: not a readable .npz without pickles"):
+        load_real(tmp_path / "objects.npz")
+    big = np.lib.format.open_memmap(tmp_path / "images.npy", mode="w+", dtype=np.uint8, shape=(60_000, 1, 1, 3))
+    del big
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "many.npz", "w") as z:
+        z.write(tmp_path / "images.npy", "images.npy")
+        np.save(tmp_path / "labels.npy", np.zeros(60_000, np.int64))
+        z.write(tmp_path / "labels.npy", "labels.npy")
+    with pytest.raises(UserError, match="many.npz: images has 60000 rows"):
+        load_real(tmp_path / "many.npz")
+    np.savez(tmp_path / "nolabels.npz", images=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(UserError, match="needs arrays 'images' and 'labels'"):
+        load_real(tmp_path / "nolabels.npz")
+    (tmp_path / "tree" / "cat").mkdir(parents=True)
+    with pytest.raises(UserError, match="named by class index"):
+        load_real(tmp_path / "tree")
+
+
+def test_the_diversity_command_on_the_demo_pair(tmp_path, capsys):
+    """A short teacher run (4 steps) on 60 seeds against held-out digits: every section written and printed."""
+    import json
+
+    from visualizer.cli import main
+
+    assert main(["diversity", "--seeds", "0-59", "--num-steps", "4", "--splits", "2", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "reference: real (the demo's held-out digits" in printed and "seed correspondence (pixel_rmse)" in printed
+    report = json.loads((tmp_path / "diversity.json").read_text())
+    assert set(report["scores"]) == {"teacher", "student"} and set(report["student_vs_teacher"]) == {"student"}
+    cov = report["scores"]["student"]["overall"]["scores"]["coverage"]
+    assert len(cov["splits"]) == 2 and 0 <= cov["min"] <= cov["max"] <= 1
+    assert report["correspondence"]["pixel_rmse"]["top1_chance"] == pytest.approx(1 / 6)
+    assert (tmp_path / "per-class.csv").read_text().startswith("set,class,n,precision")

@@ -21,13 +21,15 @@ COMMANDS = {
     "app": ("visualizer.app.cli", "start the web app (no options: the embedded demo)"),
     "compare": ("visualizer.metrics.cli", "teacher vs student over many samples: debiased CKA with intervals and "
                                           "nulls, sigma alignment (JSON and CSV)"),
+    "diversity": ("visualizer.metrics.diversity_cli", "quality, diversity and coverage of teacher and student in a "
+                                                      "probe's space, per class, with seed correspondence"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m visualizer",
-        description="Look inside distilled diffusion models: convert, download, embed, app, compare.",
+        description="Look inside distilled diffusion models: convert, download, embed, app, compare, diversity.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     argv = sys.argv[1:] if argv is None else argv

@@ -128,13 +128,9 @@ def _layers(text: str | None, run) -> list[str] | None:
     if text is None:
         return None
     if text.strip() == "all":
-        from visualizer.adapters import get_adapter
         from visualizer.models.layer_names import LEGACY_NAMES
 
-        key = run.model_with_role("teacher")
-        info = run.models[key]
-        adapter = get_adapter(info["adapter"]).from_checkpoint(_checkpoint(run, info["checkpoint"]), device="cpu")
-        return LEGACY_NAMES(adapter.net)
+        return LEGACY_NAMES(run.open_adapter(run.model_with_role("teacher"), device="cpu").net)
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         from visualizer.errors import UserError
@@ -168,12 +164,6 @@ def _classes(text: str | None):
         raise UserError(f"--per-class {text!r}: expected 'all' or indices like 1,207") from None
 
 
-def _checkpoint(run, path: str) -> str:
-    if "://" in path or Path(path).is_absolute():
-        return path
-    return str((run.root / path).resolve())
-
-
 # -- stores made on first use ---------------------------------------------------------------------
 
 def embed_arguments(run, layers: list[str], steps: list[str], out: Path) -> list[str]:
@@ -181,7 +171,7 @@ def embed_arguments(run, layers: list[str], steps: list[str], out: Path) -> list
     side = run.sidecar
     argv = []
     for key, info in run.models.items():
-        argv += ["--model", f"{key}={info['adapter']}:{_checkpoint(run, info['checkpoint'])}"]
+        argv += ["--model", f"{key}={info['adapter']}:{run.checkpoint(key)}"]
     ranges = side.get("seeds", {}).get("ranges") or [[int(s), int(s)] for s in
                                                       sorted({int(x) for r in run.table.values() for x in r.seeds})]
     argv += ["--seeds", ",".join(f"{a}-{b}" for a, b in ranges)]
@@ -251,17 +241,13 @@ def _covering(folder: Path, run, layers: list[str], steps: list[str]):
 
 
 def _traced(run, layers, args, seeds, options):
-    from visualizer.adapters import get_adapter
     from visualizer.metrics.teacher_student import compare_traced
 
     t_key = args.teacher_model or run.model_with_role("teacher")
     s_key = args.student_model or run.model_with_role("student")
-    device = args.device
-    adapters = {k: get_adapter(run.models[k]["adapter"]).from_checkpoint(_checkpoint(run, run.models[k]["checkpoint"]),
-                                                                        device=device) for k in (t_key, s_key)}
+    adapters = {k: run.open_adapter(k, args.device) for k in (t_key, s_key)}
     t_rows, _ = run.paired((t_key, run.steps(t_key)[0]), (s_key, 0), seeds)
-    sampler = run.sidecar.get("sampler", {}).get(t_key, {})
-    settings = adapters[t_key].sampler_settings(sampler.get("preset"), sampler.get("num_steps"))
+    settings = run.sampler_settings(t_key, adapters[t_key])
     matrix = compare_traced(adapters[t_key], adapters[s_key], t_rows.seeds.tolist(), layers or run.layers,
                             t_rows.labels.tolist(), args.teacher_step, per_class=_classes(args.per_class),
                             settings=settings, **options)

@@ -98,9 +98,10 @@ def summarise(values: Sequence[float]) -> dict:
 
 def compare_sets(reference: np.ndarray, generated: np.ndarray, *, splits: int = 5, k: int = NEAREST_K,
                  seed: int = 0) -> dict:
-    """Every score of this module for `generated` against `reference`, on the whole sets and over
-    `splits` disjoint, equal-sized splits of each (their spread is the interval). Both sets are cut to
-    the same size first, since the Frechet distance and the k-NN scores depend on n."""
+    """Every score of this module for `generated` against `reference` over `splits` disjoint, equal-sized
+    splits of each (mean, sd, min, max: the estimate and its spread at the split's size) and on the whole
+    sets ('all', at full size: the k-NN scores and the Frechet distance depend on n, so 'all' is not
+    comparable with the splits). Both sets are cut to the same size first."""
     ref, gen = _rows(reference, "reference"), _rows(generated, "generated")
     n = min(len(ref), len(gen))
     ref, gen = ref[:n], gen[:n]

@@ -116,6 +116,25 @@ class EmbedRun:
             return RunFolder(self.root).store(model, layer, step)
         return self.root / pattern.format(model=model, layer=layer, step=step)
 
+    # -- its models ------------------------------------------------------------------------------------
+    def checkpoint(self, model: str) -> str:
+        """The model's checkpoint as the sidecar names it: a URL or absolute path as is, else from the run folder."""
+        path = str(self.models[model]["checkpoint"])
+        if "://" in path or Path(path).is_absolute():
+            return path
+        return str((self.root / path).resolve())
+
+    def open_adapter(self, model: str, device: str | None = None):
+        """The run's model `model`, loaded through its adapter (the safe checkpoint opener)."""
+        from visualizer.adapters import get_adapter
+
+        return get_adapter(self.models[model]["adapter"]).from_checkpoint(self.checkpoint(model), device=device)
+
+    def sampler_settings(self, model: str, adapter):
+        """The sampler settings the run used for `model` (its preset and step count), as `adapter` builds them."""
+        sampler = self.sidecar.get("sampler", {}).get(model, {})
+        return adapter.sampler_settings(sampler.get("preset"), sampler.get("num_steps"))
+
     # -- rows --------------------------------------------------------------------------------------------
     def paired(self, a: tuple[str, int], b: tuple[str, int], seeds=None) -> tuple[Rows, Rows]:
         """The samples two (model, step)s share, as two aligned Rows (same seeds, same order); `seeds` narrows."""
