@@ -101,3 +101,84 @@ def test_bad_map_files_are_named(mapped, tmp_path):
     path.unlink()
     with pytest.raises(UserError, match="missing"):
         load_embeddings(run / "embeddings.csv")
+
+
+# -- a trajectory on the maps (visualizer.inspection.maps) -------------------------------------------
+
+def _stored(run, model, layer, step, row):
+    return np.load(run / f"activations/{model}/{layer}/step{step}.npy")[row].astype(np.float32)
+
+
+def test_stored_rows_land_on_their_own_positions(mapped):
+    """A 'trajectory' made of the run's own stored rows (a teacher seed at its two recorded steps) lands on
+    those rows' positions, on the main map and on each per-layer map that holds them."""
+    from visualizer.inspection.maps import RunMaps
+    from visualizer.inspection.results import Trajectory
+
+    emb = load_embeddings(mapped / "embeddings.csv")
+    maps = RunMaps.of(emb)
+    f = maps.table
+    seed, last = 5, TEACHER_STEPS - 1
+    own = {s: int(f.index[(f.model == "teacher") & (f.seed == seed) & (f.step == s)][0]) for s in (0, last)}
+    twin = int(f.index[(f.model == "student") & (f.seed == seed)][0])     # same net: same first-step row
+    pooled = {layer: np.stack([_stored(mapped, "teacher", layer, s, f.loc[own[s], "row"]) for s in (0, last)])
+              for layer in LAYERS}
+    traj = Trajectory("teacher", [], np.zeros((1, 1, 1), np.uint8), 2, 0.0, pooled)
+    assert maps.pools() == {layer: e["pool"] for layer, e in emb.sidecar["activations"]["layers"].items()}
+
+    placed = maps.place(MAIN, traj)
+    main_xy = maps.get(MAIN).xy
+    assert placed.nearest[1] == own[last] and placed.nearest[0] in (own[0], twin)
+    np.testing.assert_array_equal(placed.xy[1], main_xy[own[last]])
+    assert any(np.array_equal(placed.xy[0], main_xy[r]) for r in (own[0], twin))   # two equal rows: either
+    assert (placed.distance < 1e-5).all() and not placed.far.any()
+    for layer in LAYERS:
+        m = maps.get(map_id(layer, last))
+        p = maps.place(m.id, traj)
+        assert p.nearest[1] == own[last]
+        np.testing.assert_array_equal(p.xy[1], m.xy[own[last]])
+        assert len(maps.frame(m.id)) == NUM_SEEDS and np.isfinite(maps.frame(m.id)[["umap_x", "umap_y"]]).all().all()
+
+
+def test_a_teacher_trajectory_records_the_run_layers_and_is_placed(mapped, ckpts):  # noqa: F811
+    """The engine's trajectory records the run's layers at every step, pooled as the run pooled them; its
+    steps land next to the run's rows of that seed (the run used other batch shapes: last bits differ)."""
+    from visualizer.adapters import get_adapter
+    from visualizer.inspection import Inspector
+    from visualizer.inspection.inspector import ModelSlot
+    from visualizer.inspection.maps import RunMaps
+
+    emb = load_embeddings(mapped / "embeddings.csv")
+    maps = RunMaps.of(emb)
+    teacher = get_adapter("edm-imagenet-64").from_checkpoint(ckpts[0], device="cpu")
+    inspector = Inspector(ModelSlot("teacher", teacher, {"num_steps": TEACHER_STEPS}))
+    inspector.map_pools = maps.pools()
+    seed = 3
+    traj = inspector.trajectory("teacher", seed, seed % 10, ["encoder_bottleneck"], "l2")
+    assert set(traj.pooled) == set(LAYERS)
+    assert all(r.shape[0] == TEACHER_STEPS and r.dtype == np.float32 for r in traj.pooled.values())
+    f = maps.table
+    own_last = int(f.index[(f.model == "teacher") & (f.seed == seed) & (f.step == TEACHER_STEPS - 1)][0])
+    for m in (MAIN, map_id(LAYERS[0], TEACHER_STEPS - 1)):
+        placed = maps.place(m, traj, key=inspector.trajectory_key("teacher", inspector.request(seed, seed % 10,
+                                                                                           ["encoder_bottleneck"])))
+        assert placed.xy.shape == (TEACHER_STEPS, 2) and np.isfinite(placed.xy).all()
+        assert placed.nearest[-1] == own_last and placed.distance[-1] < 1e-2 * max(placed.typical, 1e-3)
+    placed = maps.place(MAIN, traj)
+    assert f.loc[placed.nearest[0], "seed"] == seed and f.loc[placed.nearest[0], "step"] == 0
+    # the heatmaps the panels show are unchanged by the extra recording
+    plain = Inspector(ModelSlot("teacher", teacher, {"num_steps": TEACHER_STEPS}))
+    other = plain.trajectory("teacher", seed, seed % 10, ["encoder_bottleneck"], "l2")
+    assert not other.pooled
+    for a, b in zip(traj.steps, other.steps, strict=True):
+        np.testing.assert_array_equal(a.maps["encoder_bottleneck"], b.maps["encoder_bottleneck"])
+
+
+def test_a_run_without_a_basis_says_why(tmp_path):
+    from app_files import write_synthetic_embeddings
+
+    from visualizer.inspection.maps import RunMaps
+
+    emb = load_embeddings(write_synthetic_embeddings(tmp_path, 12))
+    maps = RunMaps.of(emb)
+    assert maps.ids() == [MAIN] and "no PCA basis" in maps.why_not() and maps.pools() == {}

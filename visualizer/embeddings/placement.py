@@ -65,8 +65,12 @@ class MapSpace:
         if q.shape[1] != self.features.shape[1]:
             raise UserError(f"neighbours: queries have {q.shape[1]} features, the map's space {self.features.shape[1]}")
         k = max(1, min(int(k), len(self.features)))
-        dist, idx = self.index.kneighbors(q, n_neighbors=k)
-        return idx, dist
+        _, idx = self.index.kneighbors(q, n_neighbors=k)
+        # Distances again, directly: the index's (|a|^2 + |b|^2 - 2ab in float32) leaves ~1e-3 where a query
+        # equals a row, which would keep a training row from landing on its own position.
+        dist = np.linalg.norm(self.features[idx] - q[:, None, :], axis=2)
+        order = np.argsort(dist, axis=1, kind="stable")
+        return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
 
     def place(self, query: np.ndarray, k: int = 15) -> np.ndarray:
         """Map positions [M, 2] for new PCA features (see the module docstring)."""
@@ -74,7 +78,7 @@ class MapSpace:
         sigma = np.maximum(dist.mean(1, keepdims=True), 1e-12)
         w = np.exp(-(dist - dist[:, :1]) / sigma)
         out = (w[..., None] * self.xy[idx]).sum(1) / w.sum(1, keepdims=True)
-        exact = dist[:, 0] <= 1e-6 * np.maximum(1.0, np.abs(self.features).max())
+        exact = dist[:, 0] <= 1e-5 * np.maximum(1.0, np.abs(self.features).max())   # float32 rounding of one row
         out[exact] = self.xy[idx[exact, 0]]
         return out.astype(np.float32)
 

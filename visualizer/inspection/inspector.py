@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from visualizer.adapters.base import DiffusionAdapter
+from visualizer.embeddings.pooling import pool_rows
 from visualizer.errors import UserError
 from visualizer.inspection.cache import LRUCache
 from visualizer.inspection.edits import MEAN_SEEDS, EditSpec, samples_of, seeds_of, to_trace_edit
@@ -144,6 +145,9 @@ class Inspector:
         self.cache = cache if cache is not None else LRUCache()
         self._layers = self._common_layers()
         self._running: dict[tuple, PartialTrajectory] = {}     # trajectory key -> its steps so far
+        # Layers a trajectory also records at every step, pooled as an embed run pooled them ({layer: pool},
+        # `embeddings.pooling`), so its steps can be placed on the run's maps (`inspection.maps`).
+        self.map_pools: dict[str, str] = {}
 
     # -- what the models offer ---------------------------------------------------------------------
     @property
@@ -352,7 +356,11 @@ class Inspector:
 
     # -- a multi-step model's whole run ----------------------------------------------------------------
     def trajectory_key(self, model: str, req: Request) -> tuple:
-        return ("trajectory", self.slots[model].identity, req)
+        return ("trajectory", self.slots[model].identity, req, tuple(sorted(self._pools(model).items())))
+
+    def _pools(self, model: str) -> dict[str, str]:
+        known = set(self.slots[model].adapter.hookable_layers)
+        return {n: p for n, p in self.map_pools.items() if n in known}
 
     def cached_trajectory(self, model: str, req: Request) -> Trajectory | None:
         return self.cache.get(self.trajectory_key(model, req))
@@ -379,9 +387,16 @@ class Inspector:
         reduce_fn = parse_reduction(req.reduction)
         partial = PartialTrajectory(slot.key, slot.num_steps(), slot.adapter.to_uint8)
         latest: dict[str, torch.Tensor] = {}
+        pools = self._pools(slot.key)
+        pooled: dict[str, list[torch.Tensor]] = {n: [] for n in pools}
+        wanted = list(dict.fromkeys([*req.layers, *pools]))
 
         def keeping(name: str):
             def reduce(t: torch.Tensor) -> torch.Tensor:   # the trace's reduction, and a handle on this step's map
+                if name in pools:      # the row an embed run would have stored for this step
+                    pooled[name].append(pool_rows(t[:1], pools[name]))
+                if name not in req.layers:
+                    return t.new_zeros(t.shape[0], 1)
                 out = reduce_fn(t)
                 latest[name] = out[:1]
                 return out
@@ -411,8 +426,8 @@ class Inspector:
             self._running[key] = partial
             try:
                 with slot.lock.background():
-                    trace = slot.adapter.trace([req.seed], req.class_label, req.layers, steps="all", edits=edits,
-                                               reduce={n: keeping(n) for n in req.layers}, settings=slot.settings(),
+                    trace = slot.adapter.trace([req.seed], req.class_label, wanted, steps="all", edits=edits,
+                                               reduce={n: keeping(n) for n in wanted}, settings=slot.settings(),
                                                keep_denoised=True, to_cpu=False, callback=on_evaluation)
                 break
             except _GiveWay:
@@ -422,12 +437,16 @@ class Inspector:
                     del self._running[key]
             partial = PartialTrajectory(slot.key, slot.num_steps(), slot.adapter.to_uint8)
             latest.clear()
+            for rows in pooled.values():
+                rows.clear()
         with torch.no_grad():    # converted on the device, then one small copy each (float16 maps, uint8 images)
             images = slot.adapter.to_uint8(torch.cat([trace.denoised[s][:1] for s in trace.steps]))
             maps = {n: trace.layer(n)[:, 0].to(torch.float16).cpu().numpy() for n in req.layers}
+            rows = {n: torch.cat(r).cpu().numpy().astype(np.float32) for n, r in pooled.items()
+                    if len(r) == len(trace.steps)}
         views = [StepView(s, trace.sigmas[s], images[k], {n: maps[n][k] for n in req.layers})
                  for k, s in enumerate(trace.steps)]
-        return Trajectory(slot.key, views, trace.images[0], trace.num_steps, time.perf_counter() - start)
+        return Trajectory(slot.key, views, trace.images[0], trace.num_steps, time.perf_counter() - start, rows)
 
     # -- where the behaviour lives (visualizer.metrics.causal), cached and under the models' locks ---------
     MAX_SWEEP_SEEDS = 64

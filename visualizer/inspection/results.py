@@ -49,6 +49,7 @@ class Trajectory:
     final: np.ndarray
     num_steps: int
     seconds: float
+    pooled: dict[str, np.ndarray] = field(default_factory=dict)   # layer -> float32 [steps, features], as embed pools
 
     @property
     def sigmas(self) -> list[float]:
@@ -56,4 +57,4 @@ class Trajectory:
 
     @property
     def nbytes(self) -> int:
-        return self.final.nbytes + sum(s.nbytes for s in self.steps)
+        return self.final.nbytes + sum(s.nbytes for s in self.steps) + sum(r.nbytes for r in self.pooled.values())
