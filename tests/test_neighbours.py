@@ -173,11 +173,11 @@ def _click(ctx, row):
 
 def test_a_click_lists_the_neighbours_with_distances_and_the_trust_figure(ctx):
     row = _row(ctx)
-    options, value, store, status, trust = neighbours.gallery(ctx, _click(ctx, row), 6)
-    assert value is None and len(options) == 7 and options[0]["value"] == row
-    assert store == {"query": row, "rows": [o["value"] for o in options[1:]]}
+    cards, store, status, trust = neighbours.gallery(ctx, _click(ctx, row), 6)
+    assert len(cards) == 7 and cards[0].to_plotly_json()["props"]["data-row"] == str(row)
+    assert store == {"query": row, "rows": [int(c.to_plotly_json()["props"]["data-row"]) for c in cards[1:]]}
     assert "6 nearest" in status and "PCA space" in status
-    first, second = options[0]["label"], options[1]["label"]
+    first, second = cards[0], cards[1]
     assert first.children[-1].children == "this point" and second.children[-1].children.startswith("d ")
     assert first.children[0].src.startswith("/thumbs/")
     text = " ".join(str(line.children) for line in trust)
@@ -185,31 +185,32 @@ def test_a_click_lists_the_neighbours_with_distances_and_the_trust_figure(ctx):
     assert "Reading:" in text
     # a typed seed and class (no row) is looked up on the map; one the map lacks is said so
     typed = scatter.choose(ctx, ID.generate, None, 1, 5, 5)[0]
-    assert neighbours.gallery(ctx, typed, 6)[2]["query"] in (row, _row(ctx, "teacher"))
+    assert neighbours.gallery(ctx, typed, 6)[1]["query"] in (row, _row(ctx, "teacher"))
     assert "not a point of this map" in neighbours.gallery(ctx, scatter.choose(ctx, ID.generate, None, 1, 999999, 1)[0],
-                                                           6)[3]
+                                                           6)[2]
     # K out of bounds: the status says so and nothing is listed
-    options, _, store, status, _ = neighbours.gallery(ctx, _click(ctx, row), 99)
-    assert options == [] and store is None and "K: a whole number" in status.children
+    cards, store, status, _ = neighbours.gallery(ctx, _click(ctx, row), 99)
+    assert cards == [] and store is None and "K: a whole number" in status.children
     assert neighbours.gallery(ctx, None, 6)[0] == []
 
 
 def test_a_neighbours_card_opens_it_like_a_click_on_the_scatter(ctx):
     row = _row(ctx, "teacher", 23)
-    clicked, seed, label = neighbours.open_neighbour(ctx, row)
+    clicked, seed, label = neighbours.open_neighbour(ctx, {"row": row, "at": 1.0})
     expected = _click(ctx, row)
     assert {k: v for k, v in clicked.items() if k != "clicked_at"} == \
         {k: v for k, v in expected.items() if k != "clicked_at"}
     assert (seed, label) == (expected["seed"], expected["class_label"])
     from dash.exceptions import PreventUpdate
-    with pytest.raises(PreventUpdate):
-        neighbours.open_neighbour(ctx, None)
+    for pick in (None, {"row": 10**6, "at": 1.0}):
+        with pytest.raises(PreventUpdate):
+            neighbours.open_neighbour(ctx, pick)
 
 
 def test_generate_from_neighbours_adds_an_edit_and_the_edited_panel_shows_it(ctx):
     row = _row(ctx)
     clicked = _click(ctx, row)
-    store = neighbours.gallery(ctx, clicked, 4)[2]
+    store = neighbours.gallery(ctx, clicked, 4)[1]
     first = panels.first_look(ctx, clicked, [LAYER], "l2", None)[0]
     made, message = neighbours.generate(ctx, 1, store, "student", ctx.inspector.aliases()[LAYER], [])
     spec = EditSpec.from_dict(made[0])
@@ -237,5 +238,5 @@ def test_a_browse_only_context_has_no_neighbours_callbacks(tmp_path):
     csv = write_synthetic_embeddings(tmp_path, 12)
     c = build_context(load(AppConfig(embeddings=csv)))
     clicked = _click(c, 3)
-    options, _, store, status, _ = neighbours.gallery(c, clicked, 4)
-    assert options == [] and store is None and "features.npy" in status.children
+    cards, store, status, _ = neighbours.gallery(c, clicked, 4)
+    assert cards == [] and store is None and "features.npy" in status.children

@@ -84,7 +84,8 @@ class ID:
     neighbour_message = "neighbour-message"
     neighbour_status = "neighbour-status"
     neighbour_trust = "neighbour-trust"         # how far to trust the map (trustworthiness, agreement)
-    neighbour_gallery = "neighbour-gallery"     # radio items, one card per neighbour: its value is a row
+    neighbour_gallery = "neighbour-gallery"     # the cards, one per neighbour (its row in data-row)
+    neighbour_pick = "neighbour-pick"           # store: the card clicked, {row, at} (the page's listener)
     neighbours = "neighbours"                   # store: {"query": row, "rows": [rows, nearest first]}
     # the selection (visualizer.app.selection)
     gallery = "gallery"

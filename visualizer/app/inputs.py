@@ -230,6 +230,11 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
         query: Row
         rows: Annotated[list[Row], Field(max_length=64)]
 
+    class NeighbourPick(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        row: Row
+        at: Finite
+
     class StepAuto(TypedDict):
         __pydantic_config__ = ConfigDict(extra="forbid")
         run: Text
@@ -256,7 +261,7 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
         f"{ID.edit_region}.data": Annotated[Any, PlainValidator(_region)],
         f"{ID.edit_region_graph}.selectedData": _plot_event(0, 65_536, 0),  # cells of the region map (no rows)
         f"{ID.neighbours}.data": Neighbours | None,
-        f"{ID.neighbour_gallery}.value": Row | None,          # a neighbour's card: its row (options made per click)
+        f"{ID.neighbour_pick}.data": NeighbourPick | None,    # a neighbour's card clicked: its row
     }
     for ident, (values, multi) in options_in(layout).items():   # the controls with options
         one = Annotated[Any, AfterValidator(_one_of(values, f"one of the options of {ident}"))]

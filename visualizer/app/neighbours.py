@@ -7,11 +7,12 @@ point itself first, at distance 0). The lookup is the engine's (`visualizer.insp
 `AppContext.neighbours`: the run's PCA space loaded once): Euclidean distance in the run's PCA space of
 its pooled activations, not on the 2-D map. Callbacks, each `fn(ctx, *inputs)`:
 
-- `gallery(ctx, clicked, k)`: (gallery options, its value, the `neighbours` store, status, trust figure)
+- `gallery(ctx, clicked, k)`: (gallery cards, the `neighbours` store, status, trust figure)
   for the point in the `clicked` store (a point typed with "generate" uses the map's row of that seed and
   class, if there is one);
-- `open_neighbour(ctx, row)`: a card clicked opens that row exactly as a click on the scatter does
-  (`scatter.choose`);
+- `open_neighbour(ctx, pick)`: a card clicked opens that row exactly as a click on the scatter does
+  (`scatter.choose`); the page's click on a card (`PICK_JS`, one listener on the gallery) fills the
+  `neighbour-pick` store with {row, at};
 - `generate(ctx, n, store, model, layer, edits)`: appends to the page's edits a replacement of the edit
   form's model and layer by the mean over the neighbours (each re-traced at its own seed and class by
   that model, at full resolution; the clicked sample itself left out). The edit form's "values from"
@@ -46,7 +47,7 @@ CARD = {"width": "74px", "textAlign": "center", "fontSize": "10px", "color": "#3
 # -- what the box shows ---------------------------------------------------------------------------------
 
 def card(n: Neighbour, itself: bool) -> html.Div:
-    """One neighbour: thumbnail, seed and class, model, distance in PCA space."""
+    """One neighbour: thumbnail, seed and class, model, distance in PCA space; its row in `data-row` (PICK_JS)."""
     where = "this point" if itself else f"d {n.distance:.3g}"
     return html.Div([
         html.Img(src=thumb_url(n.image_path), className="thumb",
@@ -57,7 +58,7 @@ def card(n: Neighbour, itself: bool) -> html.Div:
         html.Div(where, style={"fontWeight": "600" if itself else "400"}),
     ], title=f"{n.class_name} · {n.model} · seed {n.seed}"
              + ("" if itself else f" · distance {n.distance:.4g} in the run's PCA space (click to open)"),
-        className="neighbour-card", style=CARD)
+        className="neighbour-card", style=CARD, role="button", **{"data-row": str(n.row)})
 
 
 def trust_lines(trust: MapTrust | None, point: PointAgreement | None, why: str | None = None) -> list:
@@ -123,10 +124,10 @@ def layout(info: LayoutInfo) -> list:
         html.Div(id=ID.neighbour_status, style={**SMALL, "marginTop": "4px"},
                  children="Click a point of the map to list its nearest neighbours."),
         html.Div(id=ID.neighbour_trust, style={"marginTop": "4px"}),
-        dcc.RadioItems(id=ID.neighbour_gallery, options=[], value=None, inline=True,
-                       className="neighbour-gallery", inputStyle={"display": "none"},
-                       labelStyle={"display": "inline-block", "margin": "0 4px 4px 0"},
-                       style={"marginTop": "6px", "maxHeight": "380px", "overflowY": "auto"}),
+        html.Div(id=ID.neighbour_gallery, className="neighbour-gallery",
+                 style={"display": "flex", "flexWrap": "wrap", "gap": "4px", "marginTop": "6px",
+                        "maxHeight": "380px", "overflowY": "auto"}),
+        dcc.Store(id=ID.neighbour_pick, storage_type="memory"),
     ], style=BOX)]
 
 
@@ -147,12 +148,12 @@ def query_row(c: AppContext, clicked) -> int | None:
 
 
 def gallery(c: AppContext, clicked, k) -> tuple:
-    """(gallery options, gallery value, neighbours store, status, trust figure) for the clicked point."""
+    """(gallery cards, neighbours store, status, trust figure) for the clicked point."""
     if c.neighbours is None or not clicked:
-        return [], None, None, "Click a point of the map to list its nearest neighbours.", []
+        return [], None, "Click a point of the map to list its nearest neighbours.", []
     row = query_row(c, clicked)
     if row is None:
-        return ([], None, None, f"Seed {clicked.get('seed')}, class {clicked.get('class_label')} is not a point of "
+        return ([], None, f"Seed {clicked.get('seed')}, class {clicked.get('class_label')} is not a point of "
                 "this map: neighbours are listed for points of the run.", [])
     try:
         found = c.neighbours.neighbours(row, k)
@@ -160,21 +161,40 @@ def gallery(c: AppContext, clicked, k) -> tuple:
         trust = c.neighbours.trust(k)
         point = c.neighbours.point_agreement(row, k)
     except UserError as e:
-        return [], None, None, html.Span(f"Neighbours: {e}", style={"color": "#b00"}), []
+        return [], None, html.Span(f"Neighbours: {e}", style={"color": "#b00"}), []
     me = found[0]
     dims = c.neighbours.space().features.shape[1]
-    options = [{"label": card(n, i == 0), "value": n.row} for i, n in enumerate(found)]
+    cards = [card(n, i == 0) for i, n in enumerate(found)]
     status = (f"Seed {me.seed} · {me.class_name} · {me.model}: itself and its {k} nearest of the run's "
               f"{len(c.frame):,} rows, by Euclidean distance in its PCA space ({dims} dimensions). Click one to "
               "open it.")
-    return options, None, {"query": me.row, "rows": [n.row for n in found[1:]]}, status, trust_lines(trust, point)
+    return cards, {"query": me.row, "rows": [n.row for n in found[1:]]}, status, trust_lines(trust, point)
 
 
-def open_neighbour(c: AppContext, row) -> tuple:
+def open_neighbour(c: AppContext, pick) -> tuple:
     """(clicked store, seed picker, class picker): a neighbour's card opens it as a click on the scatter would."""
-    if row is None:
+    row = (pick or {}).get("row")
+    if c.row(row) is None:
         raise PreventUpdate
     return scatter.choose(c, ID.scatter, {"points": [{"customdata": row}]}, None, None, None)
+
+
+# A click on a card (anywhere in it) puts its row in the pick store; one listener on the document, installed
+# when the gallery first fills (cards come and go with every click, the listener stays).
+PICK_JS = """
+function(_cards) {
+    if (!window.__vizNeighbourPick) {
+        window.__vizNeighbourPick = true;
+        document.addEventListener('click', function(e) {
+            const card = e.target.closest && e.target.closest('#neighbour-gallery .neighbour-card');
+            if (!card) { return; }
+            window.dash_clientside.set_props('neighbour-pick', {data: {row: parseInt(card.dataset.row, 10),
+                                                                       at: Date.now() / 1000}});
+        });
+    }
+    return window.dash_clientside.no_update;
+}
+"""
 
 
 def generate(c: AppContext, _n, store, model, layer, edits) -> tuple:
@@ -200,13 +220,15 @@ def generate(c: AppContext, _n, store, model, layer, edits) -> tuple:
 def register(app: dash.Dash, c: AppContext) -> None:
     if c.frame is None:
         return
-    app.callback(Output(ID.neighbour_gallery, "options"), Output(ID.neighbour_gallery, "value"),
-                 Output(ID.neighbours, "data"), Output(ID.neighbour_status, "children"),
+    app.callback(Output(ID.neighbour_gallery, "children"), Output(ID.neighbours, "data"),
+                 Output(ID.neighbour_status, "children"),
                  Output(ID.neighbour_trust, "children"),
                  Input(ID.clicked, "data"), Input(ID.neighbour_k, "value"), prevent_initial_call=True)(bind(gallery, c))
     app.callback(Output(ID.clicked, "data", allow_duplicate=True), Output(ID.seed_input, "value", allow_duplicate=True),
                  Output(ID.class_input, "value", allow_duplicate=True),
-                 Input(ID.neighbour_gallery, "value"), prevent_initial_call=True)(bind(open_neighbour, c))
+                 Input(ID.neighbour_pick, "data"), prevent_initial_call=True)(bind(open_neighbour, c))
+    app.clientside_callback(PICK_JS, Output(ID.neighbour_pick, "data", allow_duplicate=True),
+                            Input(ID.neighbour_gallery, "children"), prevent_initial_call=True)
     if c.inspector.slots:
         app.callback(Output(ID.edits, "data", allow_duplicate=True), Output(ID.neighbour_message, "children"),
                      Input(ID.neighbour_generate, "n_clicks"), State(ID.neighbours, "data"),
