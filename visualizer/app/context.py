@@ -21,6 +21,7 @@ import pandas as pd
 from visualizer.app.config import AppState
 from visualizer.app.jobs import ThreadedJobManager
 from visualizer.inspection import Inspector, LRUCache
+from visualizer.inspection.maps import RunMaps
 from visualizer.inspection.neighbours import NeighbourIndex
 from visualizer.trace.reductions import REDUCTIONS
 
@@ -40,6 +41,7 @@ class AppContext:
     teacher: str | None               # the multi-step model whose trajectory runs in the background
     jobs: ThreadedJobManager | None = None
     neighbours: NeighbourIndex | None = None   # the run's PCA space, loaded on first use (issue 17's gallery)
+    maps: RunMaps | None = None       # the run's maps (main, per-layer) and trajectory placement (issue 19)
 
     def row(self, position) -> pd.Series | None:
         """The table row at `position` (a point's customdata, as the browser sent it), or None if there is none."""
@@ -95,12 +97,15 @@ def build_context(state: AppState, cache: LRUCache | None = None, jobs: Threaded
         root = state.embeddings.root
     inspector = Inspector(state.slots, cache=cache)
     teacher = next((k for k in inspector.shown() if inspector.slots[k].multi_step), None)
+    maps = RunMaps.of(state.embeddings) if state.embeddings is not None else None
+    if maps is not None:
+        inspector.map_pools = maps.pools()     # the teacher's runs record the run's layers, to place them on maps
     return AppContext(
         frame=frame, root=root, inspector=inspector,
         model_order=list(dict.fromkeys(frame["model"])) if frame is not None else [],
         classes=_classes(state, frame),
         default_layers=default_layers(inspector.legacy_layers(), inspector.native_layers()),
-        teacher=teacher, jobs=jobs, neighbours=NeighbourIndex(frame, root),
+        teacher=teacher, jobs=jobs, neighbours=NeighbourIndex(frame, root), maps=maps,
     )
 
 
@@ -137,6 +142,7 @@ class LayoutInfo:
     num_points: int
     notes: Sequence[str] = ()      # AppState.notes: provenance unknown, mismatches allowed, a teacher file as student
     models: Sequence[str] = ()     # the loaded models' keys, in display order (the compared pair first)
+    maps: Sequence[tuple[str, str]] = ()   # (id, name) of each map the run holds, the main one first
 
 
 def models_line(ctx: AppContext) -> str:
@@ -161,4 +167,5 @@ def layout_info(state: AppState, ctx: AppContext) -> LayoutInfo:
         teacher=ctx.teacher, teacher_steps=inspector.slots[ctx.teacher].num_steps() if ctx.teacher else None,
         num_points=0 if ctx.frame is None else len(ctx.frame), notes=tuple(state.notes),
         models=tuple(inspector.shown()),
+        maps=tuple((m.id, m.name) for m in ctx.maps.maps.values()) if ctx.maps is not None else (),
     )

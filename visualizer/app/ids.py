@@ -93,6 +93,23 @@ class ID:
     selection_summary = "selection-summary"
     export_csv = "export-csv"
     csv_download = "csv-download"
+    # exploring the map (visualizer.app.explore, issue 19): map switcher, find and zoom, the trajectory
+    explore = "explore"
+    map_pick = "map-pick"                    # the map switcher (dropdown of the run's maps)
+    map_about = "map-about"                  # one line: what the current map embeds
+    find_text = "find-text"
+    find_go = "find-go"
+    zoom_selection = "zoom-selection"
+    zoom_reset = "zoom-reset"
+    find_message = "find-message"
+    traj_prev = "traj-prev"
+    traj_play = "traj-play"
+    traj_next = "traj-next"
+    traj_timer = "traj-timer"                # dcc.Interval: while playing, each tick moves the slider a step
+    traj_note = "traj-note"
+    map_choice = "map-choice"                # store: the id of the map shown ("main" or a per-layer map's id)
+    map_zoom = "map-zoom"                    # store: {map, rev, x: [lo, hi] | None, y: [lo, hi] | None}
+    found = "found"                          # store: the table rows the last find found (ringed on the map)
     # session state
     clicked = "clicked"                     # the chosen sample: written by the scatter, read by the panels
     first_ready = "first-ready"             # the request whose first look is in the server cache

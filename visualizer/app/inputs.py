@@ -235,6 +235,17 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
         row: Row
         at: Finite
 
+    map_ids = set(ctx.maps.ids()) if getattr(ctx, "maps", None) is not None else {"main"}
+    MapId = Annotated[str, AfterValidator(_one_of(map_ids, "a map of this run"))]
+    Range = Annotated[list[Finite], Field(min_length=2, max_length=2)]
+
+    class Zoom(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        map: MapId
+        rev: Annotated[int, Field(strict=True, ge=0, le=10**9)]
+        x: Range | None
+        y: Range | None
+
     class StepAuto(TypedDict):
         __pydantic_config__ = ConfigDict(extra="forbid")
         run: Text
@@ -260,6 +271,10 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
         f"{ID.edits}.data": Annotated[Any, PlainValidator(_edits)],        # the page's edits (issue 17)
         f"{ID.edit_region}.data": Annotated[Any, PlainValidator(_region)],
         f"{ID.edit_region_graph}.selectedData": _plot_event(0, 65_536, 0),  # cells of the region map (no rows)
+        f"{ID.map_choice}.data": MapId | None,                          # the map shown (issue 19, explore)
+        f"{ID.map_zoom}.data": Zoom | None,
+        f"{ID.found}.data": Annotated[list[Row], Field(max_length=MAX_POINTS)] | None,
+        f"{ID.find_text}.n_submit": NClicks,
         f"{ID.neighbours}.data": Neighbours | None,
         f"{ID.neighbour_pick}.data": NeighbourPick | None,    # a neighbour's card clicked: its row
     }

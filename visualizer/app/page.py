@@ -1,6 +1,7 @@
 """The page shell: the features' layouts in their places, and the session stores.
 
-Left column: the scatter's controls and graph (`scatter`), then the selection (`selection`) and the
+Left column: the scatter's controls and graph (`scatter`), the map switcher, find and zoom and the
+trajectory controls (`explore`), then the selection (`selection`) and the
 clicked point's nearest neighbours (`neighbours`); right
 column: the inspector panels (`panels`), then the edits and the patch sweep (`edits`), scrolling on its
 own beside the scatter. Below 1100 px the columns stack (visualizer/assets/app/app.css). Session state
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from visualizer.app import edits, neighbours, panels, scatter, selection
+from visualizer.app import edits, explore, neighbours, panels, scatter, selection
 from visualizer.app.context import LayoutInfo
 from visualizer.app.ids import ID
 from visualizer.app.ui import SMALL
 
-FEATURES = (scatter, panels, selection, edits, neighbours)
+FEATURES = (scatter, explore, panels, selection, edits, neighbours)
 
 
 def build_layout(info: LayoutInfo) -> html.Div:
@@ -28,7 +29,7 @@ def build_layout(info: LayoutInfo) -> html.Div:
         *[html.Div(f"Note: {note}", className="load-note", style={**SMALL, "color": "#8a4b00", "marginBottom": "4px"})
           for note in info.notes],
         html.Div([
-            html.Div([*scatter.layout(info), *selection.layout(info), *neighbours.layout(info)],
+            html.Div([*scatter.layout(info), *explore.layout(info), *selection.layout(info), *neighbours.layout(info)],
                      className="viz-left"),
             html.Div([*panels.layout(info), *edits.layout(info)], className="viz-right"),
         ], className="viz-columns"),

@@ -31,6 +31,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 from plotly.colors import qualitative
 
+from visualizer.app import explore
 from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.thumbs import thumb_url
@@ -271,12 +272,17 @@ def layout(info: LayoutInfo) -> list:
 
 # -- callbacks ----------------------------------------------------------------------------------------
 
-def draw(c: AppContext, colour_by, classes, models, link, highlight=None, palette="default") -> go.Figure:
-    """The scatter for the chosen colouring, classes, models, seed links, coloured classes and palette."""
+def draw(c: AppContext, colour_by, classes, models, link, highlight=None, palette="default", map_id=None, found=None,
+         zoom=None, ready=None, step=None) -> go.Figure:
+    """The scatter for the chosen colouring, classes, models, seed links, coloured classes and palette, on the
+    chosen map (`map-choice`), with the page's found points, zoom and teacher trajectory (`explore.decorate`:
+    always the last three traces). `map_id` None (a caller outside the page): the main map, undecorated."""
     if c.frame is None:
         return empty_figure("no embeddings loaded: start with --embeddings CSV", 400)
-    return scatter_figure(c.frame, colour_by, classes, models, bool(link), c.model_order, highlight,
-                          palette if palette in PALETTES else "default")
+    frame = explore.map_frame(c, map_id)
+    fig = scatter_figure(frame, colour_by, classes, models, bool(link), c.model_order, highlight,
+                         palette if palette in PALETTES else "default")
+    return fig if map_id is None else explore.decorate(c, fig, frame, map_id, found, zoom, ready, step)
 
 
 def hover(c: AppContext, hover_data) -> tuple:
@@ -347,7 +353,9 @@ function(hover) {
 def register(app: dash.Dash, c: AppContext) -> None:
     app.callback(Output(ID.scatter, "figure"), Input(ID.colour_by, "value"), Input(ID.class_filter, "value"),
                  Input(ID.model_toggle, "value"), Input(ID.link_seeds, "value"), Input(ID.class_highlight, "value"),
-                 Input(ID.palette, "value"))(bind(draw, c))
+                 Input(ID.palette, "value"), Input(ID.map_choice, "data"), Input(ID.found, "data"),
+                 Input(ID.map_zoom, "data"), Input(ID.trajectory_ready, "data"),
+                 State(ID.slider, "value"))(bind(draw, c))
     app.clientside_callback(HOVER_JS, Output(ID.hover_point, "data"), Input(ID.scatter, "hoverData"))
     app.callback(Output(ID.tooltip, "show"), Output(ID.tooltip, "bbox"), Output(ID.tooltip, "children"),
                  Input(ID.hover_point, "data"))(bind(hover, c))

@@ -13,7 +13,8 @@ and per-step maps) and answers, for one of them:
 
 The placement is an approximation and says how far to trust each step: its distance to its nearest
 map row beside the map's own typical nearest-neighbour distance (`far`: beyond the 95th percentile of
-the rows' distances to their nearest other row). A main map made from the first step only has no
+the rows' distances to their nearest other row); a step within a thousandth of that of a row is
+that row (float rounding of another batch shape) and lands on it. A main map made from the first step only has no
 rows near the teacher's late steps: those land by their nearest rows, flagged far, not by where a
 refit would put them.
 """
@@ -35,6 +36,7 @@ from visualizer.errors import UserError
 from visualizer.inspection.results import Trajectory
 
 FAR_QUANTILE = 0.95
+SAME_ROW = 1e-3           # a step this close to a row (times the map's typical spacing) is that row
 REFERENCE_ROWS = 2000      # rows whose nearest-neighbour distances give a map's typical spacing
 
 
@@ -163,6 +165,10 @@ class RunMaps:
         query = project_new({n: trajectory.pooled[n] for n in pools}, self.basis_dir)[:, cols]
         xy = space.place(query)
         idx, dist = space.neighbours(query, k=1)
+        # A step that is a map row up to float rounding (another batch shape gives other last bits) lands on
+        # it, as a training row does in MapSpace.place.
+        same = dist[:, 0] <= SAME_ROW * typical
+        xy[same] = space.xy[idx[same, 0]]
         placed = Placed(m.id, xy, dist[:, 0].astype(np.float32), typical, m.rows[idx[:, 0]])
         if cache_key is not None:
             with self._lock:
