@@ -22,6 +22,7 @@ marker, always as its last three traces, and to apply the zoom.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import dash
@@ -134,10 +135,8 @@ def find(c: AppContext, trigger, _go, _submit, _sel, _reset, text, selection, ma
 
 def _notify(message: str) -> None:
     """The notice bar too (as the guard says what it refuses), when called by Dash; a direct call just returns."""
-    try:
+    with contextlib.suppress(MissingCallbackContextException):
         notify(message)
-    except MissingCallbackContextException:
-        pass
 
 
 # -- the trajectory -----------------------------------------------------------------------------------
