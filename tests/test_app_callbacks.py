@@ -153,9 +153,13 @@ def test_first_look_fills_the_store_the_similarity_chart_and_the_status(ctx):
     clicked = _clicked(ctx, 12)
     first, ready, sim, status = panels.first_look(ctx, clicked, layers, "l2", None)
     assert first == {"seed": 12, "class_label": 2, "layers": layers, "reduction": "l2"} and ready is None
-    assert [t.name for t in sim.data] == ["cosine", "CKA"]
+    # centred cosine and CKA per layer, each with its baselines (noise, another seed of the class): issue 15
+    assert [t.name for t in sim.data if t.name][-4:] == [
+        "baseline: noise of the layer's shape (95% of 32 draws)", "baseline: teacher vs itself, another seed of the "
+        "class", "baseline: student vs itself, another seed of the class", "teacher vs student, same seed"]
     assert list(sim.data[0].x) == ctx.inspector.native_layers()
     assert "teacher vs student per layer" in sim.layout.title.text
+    assert "one sample: descriptive" in sim.layout.title.text
     assert status.startswith("sample teacher-12-0: seed 12, class 2 · class 2 — shared first input computed in")
     assert status.endswith("; the teacher's full run follows")
 
@@ -379,12 +383,16 @@ def test_register_wires_every_callback_of_every_feature(state):
         "..edits.data...edit-message.children..",
         "..edit-images.figure...edit-changes.figure...edit-list.children...edit-status.children..",
         "..sweep-graph.figure...sweep-status.children..",
+        # issue 15: teacher vs student over many samples (the matrix and its diagonal, the sigma alignment)
+        "cmp-layers.options", "..cmp-matrix.figure...cmp-diagonal.figure...cmp-status.children..",
+        "..align-graph.figure...align-status.children..",
     }
     # second writers of an output (allow_duplicate): the tooltip hidden on click/zoom/resize, the chart relabelled
     assert {re.sub(r"@[0-9a-f]+", "", o) for o in outputs if "@" in o} == {"..hover-tip.show...hover-point.data..",
                                                                           "similarity.figure"}
     assert {o for o in outputs if "@" not in o} == expected
     assert app.callback_map["trajectory-done.data"].get("background")
+    assert app.callback_map["..cmp-matrix.figure...cmp-diagonal.figure...cmp-status.children.."].get("background")
     assert isinstance(app.visualizer, AppContext) and app.visualizer.jobs is not None
 
 

@@ -54,8 +54,8 @@ def test_hover_click_panels_trajectory_and_png(dash_duo, small_csv, checkpoints)
     wait_js(dash_duo, HEATMAPS + "", 10)
     assert dash_duo.driver.execute_script(HEATMAPS) == 1 + 3 * n_layers
     assert dash_duo.driver.execute_script(PANELS + "return g.data.filter(t => t.type === 'image').length;") == 2
-    sim = wait_js(dash_duo, "const g = document.querySelector('#similarity .js-plotly-plot');"
-                            "return g && g.data && g.data.length === 2 && g.data[0].x.length;")
+    sim = wait_js(dash_duo, "const g = document.querySelector('#similarity .js-plotly-plot');"   # with baselines
+                            "return g && g.data && g.data.length === 10 && g.data[0].x.length;")
     assert sim == len(app.visualizer.inspector.native_layers())
     record("click_to_panels_s_60_points", round(elapsed, 3))
 

@@ -192,7 +192,8 @@ def test_naming_seeds_hidden_models_hover_colours_and_exports(dash_duo, small_cs
                                                     ".hovertemplate;")
     assert f"{aliases[layers[0]]} ({layers[0]})" in hover
     sizes = dash_duo.driver.execute_script(
-        PANELS + sim + "return [...g._fullLayout.annotations.map(a => a.font.size), s._fullLayout.xaxis.tickfont.size,"
+        PANELS + sim + "return [...g._fullLayout.annotations.map(a => a.font.size), "   # similarity: 2 panels
+                       "(s._fullLayout.xaxis2 || s._fullLayout.xaxis).tickfont.size,"
                        " ...g._fullData.filter(t => t.showscale).map(t => t.colorbar.tickfont.size)];")
     assert min(sizes) >= 10, sizes
 

@@ -47,6 +47,31 @@ class ID:
     png_done = "png-done"
     download_npz = "download-npz"
     npz_download = "npz-download"
+    # teacher vs student over many samples (visualizer.app.comparison, issue 15)
+    cmp_box = "cmp-box"
+    cmp_layers = "cmp-layers"
+    cmp_step = "cmp-step"                   # the teacher's sampler step compared (0-based value)
+    cmp_source = "cmp-source"               # auto | stores | trace: where the matrix's rows come from
+    cmp_seeds = "cmp-seeds"                 # the seeds of a fresh trace
+    cmp_class = "cmp-class"                 # "all" or one class
+    cmp_resamples = "cmp-resamples"
+    cmp_run = "cmp-run"
+    cmp_cancel = "cmp-cancel"
+    cmp_progress_row = "cmp-progress-row"
+    cmp_progress = "cmp-progress"
+    cmp_progress_text = "cmp-progress-text"
+    cmp_status = "cmp-status"
+    cmp_matrix = "cmp-matrix"               # the teacher-layer x student-layer heatmap
+    cmp_diagonal = "cmp-diagonal"           # its matched layers, with the interval band and the null
+    align_source = "align-source"
+    align_seeds = "align-seeds"
+    align_run = "align-run"
+    align_cancel = "align-cancel"
+    align_progress_row = "align-progress-row"
+    align_progress = "align-progress"
+    align_progress_text = "align-progress-text"
+    align_status = "align-status"
+    align_graph = "align-graph"             # student layer x teacher step, the ridge marked
     # the edits and the patch sweep (visualizer.app.edits)
     edit_model = "edit-model"
     edit_layer = "edit-layer"

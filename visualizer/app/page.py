@@ -3,7 +3,8 @@
 Left column: the scatter's controls and graph (`scatter`), the map switcher, find and zoom and the
 trajectory controls (`explore`), then the selection (`selection`) and the
 clicked point's nearest neighbours (`neighbours`); right
-column: the inspector panels (`panels`), then the edits and the patch sweep (`edits`), scrolling on its
+column: the inspector panels (`panels`), teacher vs student over many samples
+(`comparison`), then the edits and the patch sweep (`edits`), scrolling on its
 own beside the scatter. Below 1100 px the columns stack (visualizer/assets/app/app.css). Session state
 lives in the dcc.Store components at the bottom, one set per browser tab. `FEATURES` lists the feature
 modules whose callbacks the server registers; a new feature is a module with `layout(info)` and
@@ -14,12 +15,12 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from visualizer.app import edits, explore, neighbours, panels, scatter, selection
+from visualizer.app import comparison, edits, explore, neighbours, panels, scatter, selection
 from visualizer.app.context import LayoutInfo
 from visualizer.app.ids import ID
 from visualizer.app.ui import SMALL
 
-FEATURES = (scatter, explore, panels, selection, edits, neighbours)
+FEATURES = (scatter, explore, panels, comparison, selection, edits, neighbours)
 
 
 def build_layout(info: LayoutInfo) -> html.Div:
@@ -31,7 +32,7 @@ def build_layout(info: LayoutInfo) -> html.Div:
         html.Div([
             html.Div([*scatter.layout(info), *explore.layout(info), *selection.layout(info), *neighbours.layout(info)],
                      className="viz-left"),
-            html.Div([*panels.layout(info), *edits.layout(info)], className="viz-right"),
+            html.Div([*panels.layout(info), *comparison.layout(info), *edits.layout(info)], className="viz-right"),
         ], className="viz-columns"),
         dcc.Store(id=ID.clicked, storage_type="memory"),
         dcc.Store(id=ID.first_ready, storage_type="memory"),

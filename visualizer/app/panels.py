@@ -57,6 +57,7 @@ from visualizer.app.jobs import current_job
 from visualizer.app.ui import BOX, ERROR, HIDDEN, SMALL, empty_figure, parse_seed
 from visualizer.errors import UserError
 from visualizer.inspection import Request
+from visualizer.inspection.comparison import Comparisons
 from visualizer.trace.reductions import PARAMETRIC, reduction_spec
 
 PROGRESS_EVERY_S = 0.1
@@ -309,12 +310,18 @@ def comparison_figure(panels: Sequence[Panel], layers: Sequence[str], columns: i
 def similarity_figure(similarity: Mapping[str, Mapping[str, float]] | None, title: str | None = None, *,
                       names: Mapping[str, str] | None = None, aliases: Mapping[str, str] | None = None,
                       chosen: Sequence[str] = ()) -> go.Figure:
-    """Cosine and linear CKA per layer, in network order, at the shared first input (one sample: descriptive).
+    """Per layer, in network order, at the shared first input (one sample: descriptive).
 
+    `similarity`: a `sample_report`'s layers ({layer: {cosine_centred, cka, baselines: {noise, other_seed_a,
+    other_seed_b}}}, what the page shows): centred cosine and spatial CKA, one panel each, teacher vs
+    student beside what noise of the layer's shape scores (a band) and what each model scores against
+    itself on another seed of the class; or plain {layer: {cosine, cka}} scores (drawn as two lines).
     `names`: a layer's shown name (the page's naming), `aliases`: its other name (in the hover);
     `chosen`: the layers the panels show, shaded and in bold.
     """
     names, aliases = dict(names or {}), dict(aliases or {})
+    if similarity and any("baselines" in v for v in similarity.values()):
+        return _report_figure(similarity, title, names, aliases, chosen)
     fig = go.Figure()
     layers = list(similarity or {})
     x = [names.get(n, n) for n in layers]
@@ -347,6 +354,65 @@ def similarity_figure(similarity: Mapping[str, Mapping[str, float]] | None, titl
     if similarity and chosen_set:
         fig.add_annotation(text="shaded, bold: the layers in the panels", xref="paper", yref="paper", x=0, y=1.02,
                            xanchor="left", yanchor="bottom", showarrow=False, font=dict(size=11, color="#555"))
+    return fig
+
+
+REPORT_TRACES = (("cosine_centred", "centred cosine (each model's mean over 32 reference seeds removed)"),
+                 ("cka", "linear CKA, spatial positions as examples"))
+
+
+def _report_figure(report: Mapping[str, Mapping], title: str | None, names: Mapping[str, str],
+                   aliases: Mapping[str, str], chosen: Sequence[str]) -> go.Figure:
+    """`similarity_figure` for a `sample_report`: two panels (centred cosine, CKA), each score with its baselines."""
+    layers = list(report)
+    x = [names.get(n, n) for n in layers]
+    other = [aliases.get(n, "-") for n in layers]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=[t for _, t in REPORT_TRACES])
+
+    def value(v):
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+    for row, (metric, _) in enumerate(REPORT_TRACES, start=1):
+        noise = [report[n]["baselines"].get("noise", {}).get(metric, {}) for n in layers]
+        first = row == 1
+        fig.add_trace(go.Scatter(x=x, y=[value(b.get("lo")) for b in noise], mode="lines", line=dict(width=0),
+                                 hoverinfo="skip", showlegend=False, legendgroup="noise"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=x, y=[value(b.get("hi")) for b in noise], mode="lines", line=dict(width=0),
+                                 fill="tonexty", fillcolor="rgba(120,120,120,0.3)", legendgroup="noise",
+                                 name="baseline: noise of the layer's shape (95% of 32 draws)", showlegend=first,
+                                 customdata=[b.get("mean") for b in noise],
+                                 hovertemplate="noise: %{customdata:.3f}<extra></extra>"), row=row, col=1)
+        for key, label, colour, symbol in (
+                ("other_seed_a", "baseline: teacher vs itself, another seed of the class", "#1f77b4", "diamond"),
+                ("other_seed_b", "baseline: student vs itself, another seed of the class", "#2ca02c", "square")):
+            fig.add_trace(go.Scatter(
+                x=x, y=[value(report[n]["baselines"].get(key, {}).get(metric)) for n in layers], mode="markers",
+                marker=dict(symbol=symbol, size=7, color=colour), name=label, legendgroup=key, showlegend=first,
+                hovertemplate=label.removeprefix("baseline: ") + ": %{y:.3f}<extra></extra>"), row=row, col=1)
+        fig.add_trace(go.Scatter(
+            x=x, y=[value(report[n].get(metric)) for n in layers], mode="lines+markers", customdata=other,
+            line=dict(color="#d62728"), name="teacher vs student, same seed", legendgroup="pair", showlegend=first,
+            hovertemplate="also %{customdata}<br>teacher vs student %{y:.3f}<extra></extra>"), row=row, col=1)
+    chosen_set = set(chosen)
+    for i, n in enumerate(layers):
+        if n in chosen_set:      # one band across both panels per layer shown in the panels
+            fig.add_shape(type="rect", xref="x", yref="paper", x0=i - 0.45, x1=i + 0.45, y0=0, y1=1,
+                          fillcolor="rgba(255, 190, 0, 0.22)", line_width=0, layer="below")
+    ticktext = [f"<b>{t}</b>" if n in chosen_set else t for n, t in zip(layers, x, strict=True)]
+    fig.update_xaxes(tickangle=-45, tickfont=dict(size=11), automargin=True, tickmode="array", tickvals=x,
+                     ticktext=ticktext, categoryorder="array", categoryarray=x)
+    fig.update_yaxes(tickfont=dict(size=11))
+    fig.update_annotations(font_size=11)
+    fig.update_layout(
+        height=560, margin=dict(l=50, r=10, t=110, b=10), hovermode="x unified", plot_bgcolor="white",
+        title=dict(text=title or "teacher vs student per layer — one sample: descriptive", font=dict(size=13),
+                   x=0.01),
+        legend=dict(orientation="h", y=1.09, yanchor="bottom", x=0, font=dict(size=10)))
+    if chosen_set:
+        fig.add_annotation(text="shaded, bold: the layers in the panels", xref="paper", yref="paper", x=1, y=1.0,
+                           xanchor="right", yanchor="bottom", yshift=14, showarrow=False,
+                           font=dict(size=11, color="#555"))
     return fig
 
 
@@ -493,13 +559,21 @@ def first_look(c: AppContext, clicked, layers, reduction, reduction_arg, shown=N
 
 
 def similarity_for(c: AppContext, look, req: Request, naming) -> go.Figure:
+    """The per-sample chart: `sample_report`'s centred cosine and CKA per layer with their two baselines
+    (from the engine, cached: the models' reference means once per model, the noise once per shape)."""
     if not look.similarity:
         return empty_figure("similarity per layer needs two models", 160)
     aliases = c.inspector.aliases()
-    names = {n: shown_name(n, naming, aliases) for n in look.similarity}
+    try:
+        report = Comparisons.of(c.inspector, c.root).sample_report(req.seed, req.class_label)
+    except UserError as e:
+        return empty_figure(f"per-layer similarity: {e}", 160)
+    layers = report["layers"]
+    names = {n: shown_name(n, naming, aliases) for n in layers}
     chosen = {shown_name(n, "native", aliases) for n in req.layers} | set(req.layers)
-    title = f"{look.pair[0]} vs {look.pair[1]} per layer at the shared first input (σ 80) — one sample, descriptive"
-    return similarity_figure(look.similarity, title, names=names, aliases=aliases, chosen=chosen)
+    title = (f"{look.pair[0]} vs {look.pair[1]} per layer at the shared first input (σ 80) — one sample: "
+             f"descriptive (baselines: seed {report['other_seed']} of the class; noise)")
+    return similarity_figure(layers, title, names=names, aliases=aliases, chosen=chosen)
 
 
 def relabel_similarity(c: AppContext, naming, first) -> go.Figure:
