@@ -334,12 +334,14 @@ def test_exports_share_one_name_and_the_maps_download_as_npz(ctx):
 def test_selection_fills_gallery_and_counts_and_exports_csv(ctx):
     rows = [0, 1, 11, 31, 41, 59]
     selected = {"points": [_point(ctx, r) for r in rows] + [{"customdata": 999}, {"customdata": "x"}]}
-    store, cards, counts, summary, disabled = selection.select(ctx, selected)
+    store, counts, summary, disabled = selection.select(ctx, selected)
+    cards = selection.page(ctx, ID.selection, store)[0]
     picked = ctx.frame.iloc[rows]
     assert store == rows and not disabled
     assert summary == f"6 points selected, {picked['class_label'].nunique()} classes"
     assert [c.children[0].src for c in cards] == [thumb_url(p) for p in picked["image_path"]]
     assert cards[0].children[1].children == "0 · seed 0"
+    assert [c.children[2].children for c in cards] == picked["model"].tolist()     # teacher or student
     assert dict(zip(counts.data[0].y, counts.data[0].x, strict=True)) == {"1 · class 1": 4, "0 · class 0": 1,
                                                                           "9 · class 9": 1}
 
@@ -350,8 +352,9 @@ def test_selection_fills_gallery_and_counts_and_exports_csv(ctx):
     assert exported["sample_id"].tolist() == picked["sample_id"].tolist()
     np.testing.assert_allclose(exported["umap_x"], picked["umap_x"])
 
-    store, cards, counts, summary, disabled = selection.select(ctx, {"points": []})
-    assert (store, cards, summary, disabled) == ([], [], "Nothing selected.", True)
+    store, counts, summary, disabled = selection.select(ctx, {"points": []})
+    assert (store, summary, disabled) == ([], "Nothing selected.", True)
+    assert selection.page(ctx, ID.selection, store)[0] == []
     assert counts.layout.annotations[0].text == "class counts of the selection"
     assert selection.select(ctx, None)[0] == []
     for bad in ([], None, [999, -1]):
@@ -373,8 +376,8 @@ def test_register_wires_every_callback_of_every_feature(state):
         "..panels.figure...step-label.children..", "..layer-pick.value...layer-pick.options...layer-naming.value..",
         "..reduction-arg.disabled...reduction-arg.value..", "png-done.children",
         "server-notice.style",    # issue 14: the server's notice bar hides when clicked (in the browser)
-        "..selection.data...gallery.children...class-counts.figure...selection-summary.children..."
-        "export-csv.disabled..", "csv-download.data",
+        "..selection.data...class-counts.figure...selection-summary.children...export-csv.disabled..",
+        "csv-download.data",
         # issue 18: the spinner's line, the panels' width and file name, the seed message, the .npz download
         "inspect-busy-text.children", "panel-width.data", "panels.config", "seed-message.children", "npz-download.data",
         "hover-point.data",    # hovers of a mouse that moved (not the browser's re-hover after a resize)
@@ -386,10 +389,22 @@ def test_register_wires_every_callback_of_every_feature(state):
         # issue 15: teacher vs student over many samples (the matrix and its diagonal, the sigma alignment)
         "cmp-layers.options", "..cmp-matrix.figure...cmp-diagonal.figure...cmp-status.children..",
         "..align-graph.figure...align-status.children..",
+        # issue 19: the gallery's pages, history and pins, the address
+        "..gallery.children...gallery-page.data...gallery-pager.children...gallery-prev.disabled...gallery-next."
+        "disabled..", "..history.data...history-pick.options..", "..pins.data...pin-message.children..",
+        "pin-strip.options", "url-in.data", "url-out.data", "url.title",
     }
-    # second writers of an output (allow_duplicate): the tooltip hidden on click/zoom/resize, the chart relabelled
-    assert {re.sub(r"@[0-9a-f]+", "", o) for o in outputs if "@" in o} == {"..hover-tip.show...hover-point.data..",
-                                                                          "similarity.figure"}
+    # second writers of an output (allow_duplicate): the tooltip hidden on click/zoom/resize, the chart relabelled;
+    # issue 19's: the address applied, a step or argument it restores, a key, a pin or history entry picked
+    assert {re.sub(r"@[0-9a-f]+", "", o) for o in outputs if "@" in o} >= {
+        "..hover-tip.show...hover-point.data..", "similarity.figure", "step-slider.value",
+        "..clicked.data...seed-input.value...class-input.value...reduction.value...reduction-arg.value...step-slider."
+        "value...pins.data...edits.data...url-step.data...url-arg.data...url-out.data...layer-pick.value..",
+        "..step-slider.value...url-step.data..", "..reduction-arg.value...url-arg.data..",
+        "..clicked.data...seed-input.value...class-input.value..",
+        "..clicked.data...seed-input.value...class-input.value...history-pick.value..",
+        "..clicked.data...seed-input.value...class-input.value...edits.data...step-slider.value...url-step.data..."
+        "pin-strip.value.."}
     assert {o for o in outputs if "@" not in o} == expected
     assert app.callback_map["trajectory-done.data"].get("background")
     assert app.callback_map["..cmp-matrix.figure...cmp-diagonal.figure...cmp-status.children.."].get("background")

@@ -118,6 +118,28 @@ class ID:
     selection_summary = "selection-summary"
     export_csv = "export-csv"
     csv_download = "csv-download"
+    # the selection's gallery pages (visualizer.app.selection, issue 19)
+    gallery_prev = "gallery-prev"
+    gallery_next = "gallery-next"
+    gallery_pager = "gallery-pager"           # "121-240 of 873"
+    gallery_page = "gallery-page"             # store: the page shown, from 0
+    # pins and history (visualizer.app.pins, issue 19)
+    pins_box = "pins-box"
+    pin_add = "pin-add"
+    pin_remove = "pin-remove"
+    pin_clear = "pin-clear"
+    pin_message = "pin-message"
+    pin_strip = "pin-strip"                   # the pinned samples side by side; picking one makes it current
+    history_pick = "history-pick"             # the samples clicked lately; picking one makes it current
+    pins = "pins"                             # store: the pinned samples (seed, class, step, edits, layers, ...)
+    history = "history"                       # store: the samples clicked lately, newest first
+    key_action = "key-action"                 # store: a key the page's listener took ({action, at}; assets/app/keys.js)
+    # the address (visualizer.app.urlstate, issue 19)
+    url = "url"                               # hidden: its title is the hash last written into the address
+    url_in = "url-in"                         # store: the hash as the page was opened or went back/forward to
+    url_out = "url-out"                       # store: the hash the page's state makes ({hash, key, replace})
+    url_step = "url-step"                     # store: a step from the address, set once its run is on the slider
+    url_arg = "url-arg"                       # store: a reduction argument from the address, set after its reset
     # exploring the map (visualizer.app.explore, issue 19): map switcher, find and zoom, the trajectory
     explore = "explore"
     map_pick = "map-pick"                    # the map switcher (dropdown of the run's maps)

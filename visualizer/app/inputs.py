@@ -287,7 +287,75 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
     for comp in _walk(layout):                                  # boxes the user types into
         if type(comp).__name__ == "Input" and isinstance(getattr(comp, "id", None), str):
             declared.setdefault(f"{comp.id}.value", _typed(comp))
+    declared.update(_view_types(Seed, Label, Row, Annotated[list[Layer], Field(max_length=max(len(layers), 1))],
+                                Reduction))        # pins, history, the address, keys, gallery pages (issue 19)
     return {name: TypeAdapter(t) for name, t in declared.items()}
+
+
+def _view_types(Seed, Label, Row, Layers, Reduction) -> dict[str, Any]:   # noqa: N803 - types as arguments
+    """Issue 19's stores and properties: pins, history, the address (url-*), the key listener, gallery pages."""
+    from typing import Literal
+
+    from visualizer.app.pins import MAX_HISTORY, MAX_PINS, POINT_ACTIONS, STEP_ACTIONS
+    from visualizer.app.ui import MAX_ADDRESS
+
+    Step = Annotated[int, Field(strict=True, ge=1, le=MAX_STEPS)]
+    Hash = Annotated[str, Field(max_length=4 * MAX_ADDRESS)]       # urlstate.parse says what is too long
+
+    class Pin(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        seed: Seed
+        class_label: Label
+        layers: Layers
+        reduction: Reduction
+        step: Step | None
+        edits: Annotated[Any, PlainValidator(_edits)]
+
+    class Entry(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        seed: Seed
+        class_label: Label
+        sample_id: NotRequired[Annotated[str, Field(max_length=500)] | None]
+        model: NotRequired[Annotated[str, Field(max_length=200)] | None]
+        row: NotRequired[Row]
+
+    class Key(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        action: Literal[tuple(POINT_ACTIONS) + tuple(STEP_ACTIONS)]
+        at: Finite
+
+    class UrlIn(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        hash: Hash
+        at: Finite
+
+    class UrlOut(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        hash: Hash
+        key: Hash
+        replace: bool
+
+    class UrlStep(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        step: Step
+        seed: Seed
+        class_label: Label
+
+    return {
+        f"{ID.pins}.data": Annotated[list[Pin], Field(max_length=MAX_PINS)] | None,
+        f"{ID.history}.data": Annotated[list[Entry], Field(max_length=MAX_HISTORY)] | None,
+        f"{ID.pin_strip}.value": Annotated[int, Field(strict=True, ge=0, lt=MAX_PINS)] | None,    # a pin's index
+        f"{ID.history_pick}.value": Annotated[int, Field(strict=True, ge=0, lt=MAX_HISTORY)] | None,
+        f"{ID.key_action}.data": Key | None,
+        f"{ID.gallery_page}.data": Annotated[int, Field(strict=True, ge=0, le=MAX_POINTS)] | None,
+        f"{ID.slider}.max": Annotated[int, Field(strict=True, ge=1, le=MAX_STEPS)] | None,
+        f"{ID.slider}.disabled": bool | None,
+        f"{ID.reduction_arg}.disabled": bool | None,
+        f"{ID.url_in}.data": UrlIn | None,
+        f"{ID.url_out}.data": UrlOut | None,
+        f"{ID.url_step}.data": UrlStep | None,
+        f"{ID.url_arg}.data": Annotated[int, Field(strict=True, ge=0, le=10**6)] | None,
+    }
 
 
 def _clickable(layout: Component) -> list[str]:

@@ -3,10 +3,11 @@
 Left column: the scatter's controls and graph (`scatter`), the map switcher, find and zoom and the
 trajectory controls (`explore`), then the selection (`selection`) and the
 clicked point's nearest neighbours (`neighbours`); right
-column: the inspector panels (`panels`), teacher vs student over many samples
-(`comparison`), then the edits and the patch sweep (`edits`), scrolling on its
-own beside the scatter. Below 1100 px the columns stack (visualizer/assets/app/app.css). Session state
-lives in the dcc.Store components at the bottom, one set per browser tab. `FEATURES` lists the feature
+column: the pins and history (`pins`), the inspector panels (`panels`), teacher vs student over many samples
+(`comparison`), then the edits and the patch sweep
+(`edits`), scrolling on its own beside the scatter. Below 1100 px the columns stack
+(visualizer/assets/app/app.css). The address's state (`urlstate`: its stores) and the
+session state live in the dcc.Store components at the bottom, one set per browser tab. `FEATURES` lists the feature
 modules whose callbacks the server registers; a new feature is a module with `layout(info)` and
 `register(app, ctx)`, placed here.
 """
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from visualizer.app import comparison, edits, explore, neighbours, panels, scatter, selection
+from visualizer.app import comparison, edits, explore, neighbours, panels, pins, scatter, selection, urlstate
 from visualizer.app.context import LayoutInfo
 from visualizer.app.ids import ID
 from visualizer.app.ui import SMALL
 
-FEATURES = (scatter, explore, panels, comparison, selection, edits, neighbours)
+FEATURES = (scatter, explore, panels, comparison, selection, edits, neighbours, pins, urlstate)
 
 
 def build_layout(info: LayoutInfo) -> html.Div:
@@ -32,7 +33,8 @@ def build_layout(info: LayoutInfo) -> html.Div:
         html.Div([
             html.Div([*scatter.layout(info), *explore.layout(info), *selection.layout(info), *neighbours.layout(info)],
                      className="viz-left"),
-            html.Div([*panels.layout(info), *comparison.layout(info), *edits.layout(info)], className="viz-right"),
+            html.Div([*pins.layout(info), *panels.layout(info), *comparison.layout(info), *edits.layout(info)],
+                     className="viz-right"),
         ], className="viz-columns"),
         dcc.Store(id=ID.clicked, storage_type="memory"),
         dcc.Store(id=ID.first_ready, storage_type="memory"),
@@ -42,5 +44,6 @@ def build_layout(info: LayoutInfo) -> html.Div:
         dcc.Store(id=ID.panel_width, storage_type="memory"),
         dcc.Store(id=ID.hover_point, storage_type="memory"),
         dcc.Store(id=ID.step_auto, storage_type="memory"),
+        *urlstate.layout(info),           # the address: its stores (issue 19)
         dcc.Store(id=ID.neighbours, storage_type="memory"),     # the clicked point's neighbours (gallery, edits)
     ], style={"fontFamily": "system-ui, sans-serif", "padding": "8px 14px", "background": "#fafafa"})

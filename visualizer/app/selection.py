@@ -1,10 +1,13 @@
 """The selection: box or lasso on the scatter fills a gallery with class counts; export it as CSV.
 
-Layout: one box with the summary line, the export button, the gallery and the class-counts chart.
-Figures: `gallery` (thumbnail cards) and `class_counts_figure`. Callbacks, each `fn(ctx, *inputs)`:
+Layout: one box with the summary line, the export button, the gallery with its pager (previous / next,
+"121-240 of 873") and the class-counts chart. Figures: `gallery` (thumbnail cards, each saying which
+model drew it: teacher or student) and `class_counts_figure`. Callbacks, each `fn(ctx, *inputs)`:
 
 - `select(ctx, selected)`: the scatter's selectedData -> (the tab's `selection` store of row
-  numbers, gallery, class counts, summary, export button disabled?);
+  numbers, class counts, summary, export button disabled?);
+- `page(ctx, trigger, rows, _prev, _next, shown)`: the gallery's page of PAGE_SIZE thumbnails (the first
+  one for a new selection), the pager's line and buttons;
 - `export_csv(ctx, n_clicks, rows)`: the selected rows of the table as `selection.csv`.
 
 Row numbers coming from the browser are checked (`AppContext.valid_rows`) before use.
@@ -25,6 +28,7 @@ from visualizer.app.thumbs import thumb_url
 from visualizer.app.ui import BOX, SMALL, empty_figure
 
 MAX_COUNTED_CLASSES = 30     # the class-counts chart shows the most frequent ones
+PAGE_SIZE = 120              # thumbnails per gallery page
 
 
 # -- figures ------------------------------------------------------------------------------------------
@@ -39,19 +43,30 @@ def class_counts_figure(counts: Mapping[str, int]) -> go.Figure:
     return fig
 
 
-def gallery(items: Sequence[Mapping], limit: int = 120) -> list:
-    """Thumbnails of selected points: dicts with url, caption and title (the hover text)."""
+def gallery(items: Sequence[Mapping], limit: int | None = PAGE_SIZE) -> list:
+    """Thumbnails of selected points: dicts with url, caption, model (the line under the caption: which
+    model drew it) and title (the hover text); at most `limit` (None: all), with a line for the rest."""
+    shown = items if limit is None else items[:limit]
     cards = [
         html.Figure([
             html.Img(src=it["url"], title=it.get("title", ""), className="thumb",
                      style={"width": "60px", "height": "60px", "imageRendering": "pixelated", "display": "block"}),
             html.Figcaption(it.get("caption", ""), style={"fontSize": "10px", "color": "#444"}),
+            *([html.Figcaption(it["model"], className="gallery-model",
+                               style={"fontSize": "10px", "color": "#777"})] if it.get("model") else []),
         ], className="gallery-item", style={"margin": "0", "width": "64px", "textAlign": "center"})
-        for it in items[:limit]
+        for it in shown
     ]
-    if len(items) > limit:
+    if limit is not None and len(items) > limit:
         cards.append(html.Div(f"… and {len(items) - limit:,} more (export the CSV for all)", className="more"))
     return cards
+
+
+def pager_text(start: int, shown: int, total: int) -> str:
+    """'121-240 of 873' (numbered from 1), or '' when one page holds them all."""
+    if total <= PAGE_SIZE:
+        return ""
+    return f"{start + 1:,}-{start + shown:,} of {total:,}"
 
 
 # -- layout -------------------------------------------------------------------------------------------
@@ -65,6 +80,12 @@ def layout(info: LayoutInfo) -> list:
             dcc.Download(id=ID.csv_download),
         ], style={"display": "flex", "gap": "10px", "alignItems": "center"}),
         html.Div([
+            html.Button("previous", id=ID.gallery_prev, n_clicks=0, disabled=True),
+            html.Span(id=ID.gallery_pager, style=SMALL),
+            html.Button("next", id=ID.gallery_next, n_clicks=0, disabled=True),
+            dcc.Store(id=ID.gallery_page, storage_type="memory", data=0),
+        ], className="viz-toolbar", style={"marginTop": "6px"}),
+        html.Div([
             html.Div(id=ID.gallery, style={"display": "flex", "flexWrap": "wrap", "gap": "4px", "flex": "3",
                                            "alignContent": "flex-start", "maxHeight": "420px", "overflowY": "auto"}),
             html.Div(dcc.Graph(id=ID.class_counts, figure=empty_figure("class counts of the selection", 160),
@@ -76,17 +97,41 @@ def layout(info: LayoutInfo) -> list:
 # -- callbacks ----------------------------------------------------------------------------------------
 
 def select(c: AppContext, selected) -> tuple:
-    """(rows, gallery, class counts, summary, export disabled) for the scatter's box or lasso selection."""
+    """(rows, class counts, summary, export disabled) for the scatter's box or lasso selection."""
     rows = c.valid_rows(p.get("customdata") for p in (selected or {}).get("points", []))
     if not rows:
-        return [], [], empty_figure("class counts of the selection", 160), "Nothing selected.", True
+        return [], empty_figure("class counts of the selection", 160), "Nothing selected.", True
     picked = c.frame.iloc[rows]
-    items = [{"url": thumb_url(r.image_path), "caption": f"{r.class_label} · seed {r.seed}",
-              "title": f"{r.class_name} · {r.model} · seed {r.seed}"} for r in picked.itertuples()]
     counts = picked.groupby(["class_label", "class_name"]).size().sort_values(ascending=False)
     shown = {f"{label} · {name}": int(n) for (label, name), n in counts.head(MAX_COUNTED_CLASSES).items()}
     summary = f"{len(rows):,} points selected, {len(counts)} classes"
-    return rows, gallery(items), class_counts_figure(shown), summary, False
+    return rows, class_counts_figure(shown), summary, False
+
+
+def gallery_items(c: AppContext, rows: Sequence[int]) -> list[dict]:
+    """The gallery's cards for table rows: thumbnail, class and seed, and the model that drew it."""
+    picked = c.frame.iloc[list(rows)]
+    return [{"url": thumb_url(r.image_path), "caption": f"{r.class_label} · seed {r.seed}", "model": str(r.model),
+             "title": f"{r.class_name} · {r.model} · seed {r.seed}"} for r in picked.itertuples()]
+
+
+def page(c: AppContext, trigger, rows, _prev=None, _next=None, shown=0) -> tuple:
+    """(gallery, page, pager line, previous disabled, next disabled): PAGE_SIZE thumbnails of the selection;
+    a new selection starts at its first page, the buttons move one page."""
+    rows = c.valid_rows(rows or [])
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    at = shown if isinstance(shown, int) and not isinstance(shown, bool) else 0
+    if trigger == ID.gallery_next:
+        at += 1
+    elif trigger == ID.gallery_prev:
+        at -= 1
+    else:
+        at = 0
+    at = min(max(at, 0), pages - 1)
+    start = at * PAGE_SIZE
+    chunk = rows[start:start + PAGE_SIZE]
+    return (gallery(gallery_items(c, chunk), limit=None), at, pager_text(start, len(chunk), len(rows)),
+            at == 0, at >= pages - 1)
 
 
 def export_csv(c: AppContext, _n, rows) -> dict:
@@ -99,8 +144,12 @@ def export_csv(c: AppContext, _n, rows) -> dict:
 
 
 def register(app: dash.Dash, c: AppContext) -> None:
-    app.callback(Output(ID.selection, "data"), Output(ID.gallery, "children"), Output(ID.class_counts, "figure"),
+    app.callback(Output(ID.selection, "data"), Output(ID.class_counts, "figure"),
                  Output(ID.selection_summary, "children"), Output(ID.export_csv, "disabled"),
                  Input(ID.scatter, "selectedData"), prevent_initial_call=True)(bind(select, c))
+    app.callback(Output(ID.gallery, "children"), Output(ID.gallery_page, "data"), Output(ID.gallery_pager, "children"),
+                 Output(ID.gallery_prev, "disabled"), Output(ID.gallery_next, "disabled"),
+                 Input(ID.selection, "data"), Input(ID.gallery_prev, "n_clicks"), Input(ID.gallery_next, "n_clicks"),
+                 State(ID.gallery_page, "data"), prevent_initial_call=True)(bind(page, c, triggered=True))
     app.callback(Output(ID.csv_download, "data"), Input(ID.export_csv, "n_clicks"), State(ID.selection, "data"),
                  prevent_initial_call=True)(bind(export_csv, c))

@@ -14,6 +14,7 @@ BOX = {"border": "1px solid #e2e2e2", "borderRadius": "6px", "padding": "10px", 
 SMALL = {"fontSize": "12px", "color": "#555"}
 ERROR = {"fontSize": "12px", "color": "#b00"}
 MAX_SEED = 2**32 - 1     # seeds are drawn modulo 2^32 (visualizer.models.seeding): larger ones would repeat
+MAX_ADDRESS = 16_384     # characters of the page's address hash (visualizer.app.urlstate reads, inputs bounds)
 
 
 def empty_figure(message: str, height: int = 240) -> go.Figure:
