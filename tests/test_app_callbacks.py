@@ -399,7 +399,8 @@ def test_register_wires_every_callback_of_every_feature(state):
     assert {re.sub(r"@[0-9a-f]+", "", o) for o in outputs if "@" in o} >= {
         "..hover-tip.show...hover-point.data..", "similarity.figure", "step-slider.value",
         "..clicked.data...seed-input.value...class-input.value...reduction.value...reduction-arg.value...step-slider."
-        "value...pins.data...edits.data...url-step.data...url-arg.data...url-out.data...layer-pick.value..",
+        "value...pins.data...edits.data...url-step.data...url-arg.data...url-out.data...layer-pick.value..."
+        "map-pick.value..",
         "..step-slider.value...url-step.data..", "..reduction-arg.value...url-arg.data..",
         "..clicked.data...seed-input.value...class-input.value..",
         "..clicked.data...seed-input.value...class-input.value...history-pick.value..",

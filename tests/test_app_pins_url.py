@@ -162,7 +162,8 @@ def test_the_gallery_says_which_model_and_pages_beyond_its_first_120(ctx):
 
 def _view(ctx, first, step=2, pinned=(), edits=()):
     clicked = {"seed": first["seed"], "class_label": first["class_label"]}
-    return urlstate.view_of(ctx, clicked, "channel", 5, step, list(pinned), list(edits), {"layers": first["layers"]})
+    return urlstate.view_of(ctx, clicked, "channel", 5, step, list(pinned), list(edits),
+                            {"layers": first["layers"], "map": "main"})
 
 
 def test_the_address_round_trips_the_view(ctx):
@@ -170,7 +171,8 @@ def test_the_address_round_trips_the_view(ctx):
     pinned = [pins.pin_of(first, 1, []), pins.pin_of(first, STEPS, [ZERO])]
     view = _view(ctx, first, pinned=pinned, edits=[ZERO])
     text = urlstate.encode(view)
-    assert text.startswith("run=run-a&seed=3&class=3&layers=encoder_bottleneck,midblock&reduction=channel:5&step=2&")
+    assert text.startswith("run=run-a&map=main&seed=3&class=3&layers=encoder_bottleneck,midblock&reduction=channel:5&"
+                           "step=2&")
     got, problems = urlstate.parse(ctx, "#" + text)
     assert problems == [] and got == view
     # and as the browser gives it back (its own escaping of the fragment)
@@ -183,20 +185,20 @@ def test_apply_sets_what_the_address_says_and_leaves_the_rest(ctx):
     text = urlstate.encode(_view(ctx, {**first, "seed": 8, "class_label": 8}, step=STEPS, pinned=pinned,
                                  edits=[ZERO]))
     outputs, message = urlstate.apply(ctx, {"hash": text, "at": 1.0}, None, "l2", None, 1, [], [],
-                                      {"layers": ["midblock"]})
-    clicked, seed, label, reduction, arg, slider, new_pins, edits, pending, pending_arg, out, layers = outputs
+                                      {"layers": ["midblock"], "map": "main"})
+    clicked, seed, label, reduction, arg, slider, new_pins, edits, pending, pending_arg, out, layers, map_ = outputs
     assert message is None
     assert (clicked["seed"], clicked["class_label"], seed, label) == (8, 8, 8, 8)
     assert (reduction, arg, pending_arg) == ("channel", no_update, 5)       # the argument after the reset
     assert (slider, pending) == (no_update, {"step": STEPS, "seed": 8, "class_label": 8})   # after its run
-    assert layers == LAYERS and edits == [ZERO]
+    assert layers == LAYERS and edits == [ZERO] and map_ is no_update      # the map named is the one shown
     assert new_pins == [{**pinned[0], "reduction": "channel:5"}]
     assert out == {"hash": text, "key": text.replace(f"&step={STEPS}", ""), "replace": True}
 
     # the same sample: only the step moves, at once; nothing else is written
     same = {"seed": 8, "class_label": 8, "sample_id": None, "model": None}
     outputs, _ = urlstate.apply(ctx, {"hash": text, "at": 2.0}, same, "channel", 5, 1, new_pins, [ZERO],
-                                {"layers": LAYERS})
+                                {"layers": LAYERS, "map": "main"})
     assert outputs[5] == STEPS and all(o is no_update for i, o in enumerate(outputs[:10]) if i != 5)
 
     # the step waits: restore_step sets it once the slider shows this sample's run
@@ -231,7 +233,7 @@ def test_to_url_pushes_a_new_view_replaces_a_new_step_and_waits_for_the_address(
 
 
 HOSTILE = [
-    ("run=..%2F..%2Fetc%2Fpasswd&seed=1&class=1", "run"),
+    ("run=..%2F..%2Fetc%2Fpasswd&seed=1&class=1", "run"), ("map=nope", "map"), ("map=..%2Fmaps%2Fx.npy", "map"),
     ("run=%2Fhome%2Fuser%2Fdata%2Fruns%2Fx", "run"),
     ("seed=-1&class=1", "seed"), ("seed=1e400&class=1", "seed"), ("seed=nan&class=1", "seed"),
     ("seed=4294967296&class=1", "seed"), ("seed=1.5&class=1", "seed"), ("seed=%00&class=1", "seed"),

@@ -110,6 +110,7 @@ def test_pin_two_samples_reload_the_copied_address_page_the_gallery_and_step_wit
     state = _hash(dash_duo)
     assert state["seed"] == str(seed_b) and state["layers"] == ",".join(LAYERS) and state["step"] == str(STEPS)
     assert state["pins"].count('"seed"') == 3
+    dash_duo.driver.execute_script("document.querySelector('.viz-right').scrollTop = 0;")
     screenshot(dash_duo, "pins.png")
 
     # back: the last pin undone, then the previous sample; forward twice: this view again

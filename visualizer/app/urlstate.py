@@ -8,6 +8,8 @@ The state lives in the hash (never sent to the server, so the access token's red
 
 - `run`: the id of a run the server was started with (`run_ids`: its embeddings folder's name, or the folder
   above when that is called `embeddings`), never a path; an address for another run is refused whole;
+- `map`: the map shown, one of the run's maps (`main` or a per-layer map's id; the switcher `map-pick.value`
+  of `visualizer.app.explore`, which sets its `map-choice` store);
 - `seed`, `class`: the sample in the panels (the `clicked` store, the seed and class pickers);
 - `layers`: the panels' layers (`layer-pick.value`), canonical names (native ones are accepted), comma-separated;
 - `reduction`: `l2`, `channel:5`, `topk:8`, ... (`reduction.value` and `reduction-arg.value`);
@@ -18,7 +20,7 @@ The state lives in the hash (never sent to the server, so the access token's red
 - `edits`: a JSON list of edits as `EditSpec.to_dict()` writes them, fields at their default left out
   (the `edits` store).
 
-To add a field (the map switcher's `map`): a parser `fn(ctx, text) -> value` (raise ValueError saying why) in
+To add a field (a probe's map choice, say): a parser `fn(ctx, text) -> value` (raise ValueError saying why) in
 `PARSERS`, its name in `FIELDS`, and, for a field held by one component property, that property in
 `WIRED` (name -> (component id, property)): `register` then reads it into the address and writes it back
 from one, and `view_of`/`apply` carry it.
@@ -54,6 +56,7 @@ from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.panels import canonical_name
 from visualizer.app.ui import MAX_ADDRESS, parse_seed
+from visualizer.embeddings.maps import MAIN
 from visualizer.errors import UserError
 from visualizer.inspection.edits import EditSpec
 from visualizer.trace.reductions import PARAMETRIC, REDUCTIONS
@@ -63,8 +66,9 @@ MAX_PINS = 8
 MAX_EDITS = 8
 MAX_FIELDS = 32
 
-FIELDS = ("run", "seed", "class", "layers", "reduction", "step", "pins", "edits")
-WIRED: dict[str, tuple[str, str]] = {"layers": (ID.layer_pick, "value")}   # one-property fields (task D: "map")
+FIELDS = ("run", "map", "seed", "class", "layers", "reduction", "step", "pins", "edits")
+# Fields held by one component property, read into the address and written back from it.
+WIRED: dict[str, tuple[str, str]] = {"layers": (ID.layer_pick, "value"), "map": (ID.map_pick, "value")}
 
 
 # -- reading and writing the hash ---------------------------------------------------------------------
@@ -96,6 +100,14 @@ def parse_run(ctx: AppContext, text: str) -> str:
     if text not in known:
         raise ValueError(f"{_short(text)} is not a run this server was started with "
                          f"({', '.join(known) or 'none: no embeddings loaded'})")
+    return text
+
+
+def parse_map(ctx: AppContext, text: str) -> str:
+    known = list(ctx.maps.maps) if ctx.maps is not None else [MAIN]
+    if text not in known:
+        raise ValueError(f"{_short(text)} is not a map of this run ({', '.join(known[:5])}"
+                         f"{', ...' if len(known) > 5 else ''})")
     return text
 
 
@@ -211,7 +223,7 @@ def parse_pins(ctx: AppContext, text: str) -> list[dict]:
 
 
 PARSERS: dict[str, Callable[[AppContext, str], Any]] = {
-    "run": parse_run, "seed": parse_seed_text, "class": parse_class, "layers": parse_layers,
+    "run": parse_run, "map": parse_map, "seed": parse_seed_text, "class": parse_class, "layers": parse_layers,
     "reduction": parse_reduction_text, "step": parse_step, "pins": parse_pins, "edits": parse_edits,
 }
 
