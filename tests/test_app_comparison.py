@@ -6,6 +6,8 @@ demo run's pooled bottleneck store (600 seeds) for the stores source. Seeds, lay
 kept small: these check what is computed and said, not the statistics (tests/test_cka.py does).
 """
 
+import dataclasses
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -240,3 +242,29 @@ def test_the_page_has_the_box_and_registers_its_jobs(state):
     outputs = " ".join(app.callback_map)
     assert "cmp-matrix.figure" in outputs and "align-graph.figure" in outputs
     assert set(app.visualizer.comparison_jobs) == {"matrix", "align"}
+
+
+def test_pooled_stores_feed_the_matrix_at_any_recorded_step_and_the_alignment(tmp_path, state):
+    """An embed run's stores (written as `embed` writes them, test_compare_models.write_run) at every teacher
+    step: the matrix at step 2 and the sigma alignment come from them; a run holding only the first step finds
+    an all-steps run made from it under data/runs (here `runs_dir`)."""
+    from test_compare_models import SIGMAS, write_run
+
+    from visualizer.inspection import Inspector
+
+    four = load(dataclasses.replace(state.config, num_steps=len(SIGMAS)))
+    inspector = Inspector(four.slots)
+    layers = ("encoder_bottleneck", "midblock")       # made-up rows: the student's first resembles step 1
+    full = write_run(tmp_path / "runs" / "base-all-steps-1", layers=layers)
+    engine = Comparisons(inspector, full, runs_dir=tmp_path / "runs")
+    assert engine.stores_hold(layers, 2) and engine.alignment_run(layers).root == full
+    m = engine.matrix(MatrixQuery(layers, 2, "auto", resamples=20))
+    assert m.context["source"]["kind"] == "stores" and m.context["teacher"]["step"] == 2 and m.n == 60
+    a = engine.alignment(AlignmentQuery(layers, "auto", resamples=20))
+    assert a.context["source"]["kind"] == "stores" and a.steps == [0, 1, 2, 3]
+    assert a.ridge()[0]["step"] == 1
+
+    base = write_run(tmp_path / "base", layers=layers, teacher_steps=(0,))
+    engine = Comparisons(inspector, base, runs_dir=tmp_path / "runs")
+    assert not engine.stores_hold(layers, 2) and engine.alignment_run(layers).root == full
+    assert engine.alignment(AlignmentQuery(layers, "stores", resamples=20)).context["source"]["run"] == str(full)

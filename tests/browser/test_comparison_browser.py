@@ -9,6 +9,7 @@ $VISUALIZER_DEMO_COMPARISON=1; it takes a few minutes on 2 CPU cores.
 
 import dataclasses
 import os
+import time
 
 import pytest
 from app_helpers import SCREENSHOTS_ENV, make_app, settle, start, wait_js
@@ -26,6 +27,22 @@ def _type(dash_duo, selector: str, text: str) -> None:
     box = dash_duo.find_element(selector)
     box.send_keys(Keys.CONTROL, "a")          # React keeps the value: select it, then type over it
     box.send_keys(text)
+
+
+def _pick(dash_duo, ident: str, label: str) -> None:
+    """Chooses the option `label` of dropdown `ident` by typing it, as a user does (again if the page was busy)."""
+    for _ in range(3):
+        dash_duo.find_element(f"#{ident}").click()
+        time.sleep(0.3)
+        search = dash_duo.driver.switch_to.active_element
+        search.send_keys(label)
+        search.send_keys(Keys.ENTER)
+        try:
+            wait_js(dash_duo, f"return document.getElementById('{ident}').textContent.includes({label!r});", 5)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"could not choose {label!r} in #{ident}")
 
 
 def _compute(dash_duo, matrix_seeds: str, alignment_seeds: str, timeout: float) -> None:
@@ -60,10 +77,7 @@ def test_the_matrix_its_diagonal_and_the_sigma_alignment_are_drawn(dash_duo, sma
     assert "10 samples, 3 teacher steps" in dash_duo.find_element("#align-status").text
 
     # the last teacher step: the matrix says so
-    dash_duo.find_element("#cmp-step").click()
-    search = dash_duo.driver.switch_to.active_element
-    search.send_keys("3 (last)")
-    search.send_keys(Keys.ENTER)
+    _pick(dash_duo, "cmp-step", "3 (last)")
     dash_duo.find_element("#cmp-run").click()
     wait_js(dash_duo, MATRIX + "return m && m.layout.title.text.includes('teacher step 3');", 120)
     settle(dash_duo)

@@ -87,7 +87,7 @@ def matrix_figure(m: CKAMatrix | None, names: Mapping[str, str] | None = None, t
                       "%{customdata[3]:.3f}], p %{customdata[4]:.3g}<extra></extra>"))
     side = 24 + 18 * len(rows)
     fig.update_layout(
-        height=max(260, side + 170), margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="white",
+        height=max(260, side + 190), margin=dict(l=10, r=10, t=80, b=10), plot_bgcolor="white",
         title=dict(text=title, font=dict(size=12), x=0.01),
         xaxis=dict(title=dict(text="student layer", font=dict(size=11)), tickangle=-45, tickfont=dict(size=10),
                    automargin=True, constrain="domain"),
@@ -127,7 +127,7 @@ def diagonal_figure(m: CKAMatrix | None, names: Mapping[str, str] | None = None,
     ])
     fig.add_hline(y=0, line=dict(color="#888", width=1, dash="dot"))
     fig.update_layout(
-        height=340, margin=dict(l=50, r=10, t=60, b=10), plot_bgcolor="white", hovermode="closest",
+        height=380, margin=dict(l=50, r=10, t=100, b=10), plot_bgcolor="white", hovermode="closest",
         title=dict(text=title, font=dict(size=12), x=0.01),
         yaxis=dict(title="debiased CKA", range=[min(-0.05, min(v for v in ys("null_lo") if v is not None) - 0.02
                                                     if any(v is not None for v in ys("null_lo")) else -0.05), 1.05],
@@ -167,7 +167,7 @@ def alignment_figure(a: SigmaAlignment | None, names: Mapping[str, str] | None =
         hovertemplate="%{y}: peak at teacher step %{x}, CKA %{customdata[0]}<br>peak σ over resamples "
                       "%{customdata[1]} - %{customdata[2]}; %{customdata[3]} of resamples peak here<extra></extra>"))
     fig.update_layout(
-        height=max(260, 24 + 18 * len(rows) + 190), margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="white",
+        height=max(260, 24 + 18 * len(rows) + 230), margin=dict(l=10, r=10, t=100, b=10), plot_bgcolor="white",
         title=dict(text=title, font=dict(size=12), x=0.01),
         xaxis=dict(title=dict(text="teacher step (σ)", font=dict(size=11)), tickangle=-45, tickfont=dict(size=10),
                    automargin=True, categoryorder="array", categoryarray=cols),
@@ -365,9 +365,9 @@ def matrix_job(c: AppContext, set_progress: Callable, n_clicks, layers, step, so
     label = m.context.get("class_label")
     scope = "" if label is None else f", class {label}"
     head = f"teacher step {t['step'] + 1} (σ {t['sigma']:.3g}) vs student, {m.n} samples{scope}, {where}"
-    return (matrix_figure(m, names, f"debiased CKA, teacher layer × student layer: {head}"),
-            diagonal_figure(m, names, f"matched layers with their {m.confidence:.0%} interval and the "
-                                      f"shuffled-pair null: {head}"),
+    return (matrix_figure(m, names, f"debiased CKA, teacher layer × student layer<br>{head}"),
+            diagonal_figure(m, names, f"matched layers: CKA with its {m.confidence:.0%} interval and the "
+                                      f"shuffled-pair null<br>{head}"),
             describe_matrix(c, m))
 
 
@@ -385,8 +385,8 @@ def alignment_job(c: AppContext, set_progress: Callable, n_clicks, layers, sourc
     except UserError as e:
         return no_update, html.Span(f"error: {e}", style={"color": "#b00"})
     where = "all-step stores" if a.context["source"]["kind"] == "stores" else "fresh trace"
-    title = (f"sigma alignment: each student layer (σ 80) against the teacher's same layer at every step; "
-             f"{a.n} samples, {where}")
+    title = (f"sigma alignment: each student layer (σ 80) against the teacher's same layer at every step"
+             f"<br>{a.n} samples, {where}; x: the ridge, the step each student layer resembles most")
     return alignment_figure(a, _names_for(c, a.layers, naming), title), describe_alignment(a)
 
 
