@@ -80,7 +80,7 @@ def gpu_and_sweep(tiny: bool, device: torch.device, compile: str, precision: str
             else student.net.body.counts["eager_edit"]}
 
 
-def demo_click(clicks: int, k: int = 8) -> dict:
+def demo_click(clicks: int, k: int = 8, threads: int = 2) -> dict:
     """The CPU goal (the teacher's bottleneck patched into the student, 37 l2 heatmaps, originals and per-layer
     changes included), then the same with "generate from neighbours": the gallery's lookup of a point's k
     neighbours in the run's PCA space, and the student regenerated with its bottleneck replaced by their mean
@@ -89,7 +89,7 @@ def demo_click(clicks: int, k: int = 8) -> dict:
     from visualizer.inspection.neighbours import NeighbourIndex
 
     state = load(demo_config())
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     ins = Inspector(*state.slots)
     layers = ins.legacy_layers()
     times = []
@@ -127,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", default="full", choices=["off", "graphs", "full"])
     p.add_argument("--precision", default="bf16", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--clicks", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2, help="--demo: torch's CPU threads (2: the machine's cores)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "causal.json")
     args = p.parse_args(argv)
     results: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
                      "command": " ".join(["python", "benchmarks/bench_causal.py", *(argv or sys.argv[1:])])}
     if args.demo:
-        results["demo"] = demo_click(args.clicks)
+        results["demo"] = demo_click(args.clicks, threads=args.threads)
+        results["demo"]["threads"] = args.threads
         print(f"edited demo student regeneration (first look, CPU): {results['demo']['edited_demo_first_look_s']:.3f} s"
               " median (goal 0.3 s)")
         d = results["demo"]
