@@ -153,7 +153,9 @@ def test_first_look_fills_the_store_the_similarity_chart_and_the_status(ctx):
     clicked = _clicked(ctx, 12)
     first, ready, sim, status = panels.first_look(ctx, clicked, layers, "l2", None)
     assert first == {"seed": 12, "class_label": 2, "layers": layers, "reduction": "l2"} and ready is None
-    # centred cosine and CKA per layer, each with its baselines (noise, another seed of the class): issue 15
+    assert "computing" in sim.layout.annotations[0].text        # the chart follows the first look (issue 15):
+    sim = panels.relabel_similarity(ctx, None, first)             # centred cosine and CKA per layer, each with
+    # its baselines (noise, another seed of the class)
     assert [t.name for t in sim.data if t.name][-4:] == [
         "baseline: noise of the layer's shape (95% of 32 draws)", "baseline: teacher vs itself, another seed of the "
         "class", "baseline: student vs itself, another seed of the class", "teacher vs student, same seed"]

@@ -225,7 +225,9 @@ def test_alignment_job_marks_the_ridge(ctx):
 
 
 def test_the_per_sample_chart_has_its_baselines_and_says_descriptive(ctx):
-    first, _, sim, _ = panels.first_look(ctx, {"seed": 3, "class_label": 3}, ["encoder_block_0"], "l2", None)
+    first, _, placeholder, _ = panels.first_look(ctx, {"seed": 3, "class_label": 3}, ["encoder_block_0"], "l2", None)
+    assert "computing" in placeholder.layout.annotations[0].text      # the panels do not wait for the chart
+    sim = panels.relabel_similarity(ctx, None, first)
     assert "one sample: descriptive" in sim.layout.title.text
     names = {t.name for t in sim.data}
     assert {"teacher vs student, same seed", "baseline: noise of the layer's shape (95% of 32 draws)",

@@ -183,7 +183,8 @@ def test_naming_seeds_hidden_models_hover_colours_and_exports(dash_duo, small_cs
     dash_duo.find_element("#layer-naming input[value='native']").click()
     wait_js(dash_duo, titles.replace("return", "const t =") + f"; return t.includes('{aliases[layers[0]]}');", 20)
     sim = "const s = document.querySelector('#similarity .js-plotly-plot');"
-    ticks = dash_duo.driver.execute_script(sim + "return s.layout.xaxis.ticktext;")
+    ticks = wait_js(dash_duo, sim + "const t = s.layout.xaxis && s.layout.xaxis.ticktext;"    # the chart follows
+                                    f"return t && t.includes('<b>{aliases[layers[0]]}</b>') && t;", 30)  # the panels
     assert f"<b>{aliases[layers[0]]}</b>" in ticks and not any(t.startswith("encoder_block") for t in ticks)
     assert dash_duo.driver.execute_script(sim + "return s.layout.shapes.length;") == len(layers)
     chips = dash_duo.find_element("#layer-pick").text

@@ -9,8 +9,8 @@ a heatmap grid per layer with a colour bar per layer, a difference row with its 
 module-level function from inputs to outputs:
 
 - `first_look(ctx, clicked, layers, reduction, arg, shown, naming)`: every shown model at the shared
-  first input (the fast path); fills `first-ready`, the similarity chart and the status line. A model
-  hidden with the scatter's model toggle is neither computed nor drawn;
+  first input (the fast path); fills `first-ready` and the status line, and puts a placeholder in the
+  similarity chart. A model hidden with the scatter's model toggle is neither computed nor drawn;
 - `teacher_run(ctx, set_progress, first, should_stop)`: the multi-step teacher's whole run, the body
   of a background callback (a thread of `ThreadedJobManager`, chained on `first-ready` so the fast
   path always gets the teacher's lock first) with a progress bar and a cancel button; a new click or
@@ -24,7 +24,9 @@ module-level function from inputs to outputs:
 - `render(ctx, first, ready, step, naming, scale, width)`: the panels from the server cache, drawn to
   the measured width of their column (`panel-width`, measured in the page);
 - `pick_layers(ctx, trigger, naming, ...)`: one naming per page (legacy or native layer names), the
-  pickers' buttons; `relabel_similarity(ctx, naming, first)`; `reduction_arg(reduction)`;
+  pickers' buttons; `relabel_similarity(ctx, naming, first)`: the per-sample chart with its baselines
+  (`sample_report`, after the first look, so the panels never wait for it), redrawn in the page's naming
+  from the cache; `reduction_arg(reduction)`;
   `seed_message(value)`: why a typed seed is refused, next to the box;
 - `download_maps(ctx, n, first, ready, step)`: the maps shown, as `seed-S-class-C-<reduction>.npz`;
   the PNG has the same name, drawn by Plotly in the browser (a clientside callback, `DOWNLOAD_PNG_JS`).
@@ -555,7 +557,9 @@ def first_look(c: AppContext, clicked, layers, reduction, reduction_arg, shown=N
               f"shared first input computed in {look.seconds:.2f} s"
               + (f"; the {c.teacher}'s full run follows" if teacher_runs else "")
               + (f"; hidden: {', '.join(k for k in c.inspector.slots if k not in models)}" if models else ""))
-    return request_data(req, models), None, similarity_for(c, look, req, naming), status
+    chart = empty_figure("per-layer similarity with its baselines: computing ...", 160) if look.similarity else \
+        empty_figure("similarity per layer needs two models", 160)
+    return request_data(req, models), None, chart, status
 
 
 def similarity_for(c: AppContext, look, req: Request, naming) -> go.Figure:
@@ -577,7 +581,8 @@ def similarity_for(c: AppContext, look, req: Request, naming) -> go.Figure:
 
 
 def relabel_similarity(c: AppContext, naming, first) -> go.Figure:
-    """The similarity chart in the page's naming (from the cache: nothing is recomputed)."""
+    """The similarity chart for the sample in `first-ready`, in the page's naming: its own callback after the
+    first look (the report traces the pair and the next seed once, then comes from the cache)."""
     if not first:
         raise PreventUpdate
     req = request_from(first)
@@ -915,7 +920,7 @@ def register(app: dash.Dash, c: AppContext) -> None:
                  Input(ID.layers_legacy, "n_clicks"), Input(ID.layers_native, "n_clicks"),
                  State(ID.layer_pick, "value"), prevent_initial_call=True)(bind(pick_layers, c, triggered=True))
     app.callback(Output(ID.similarity, "figure", allow_duplicate=True), Input(ID.naming, "value"),
-                 State(ID.first_ready, "data"), prevent_initial_call=True)(bind(relabel_similarity, c))
+                 Input(ID.first_ready, "data"), prevent_initial_call=True)(bind(relabel_similarity, c))
     app.callback(Output(ID.reduction_arg, "disabled"), Output(ID.reduction_arg, "value"),
                  Input(ID.reduction, "value"))(reduction_arg)
     app.callback(Output(ID.seed_message, "children"), Input(ID.seed_input, "value"))(seed_message)
