@@ -302,7 +302,7 @@ def layout(info: LayoutInfo) -> list:
         _progress(ID.cmp_progress_row, ID.cmp_progress, ID.cmp_progress_text, ID.cmp_cancel),
         html.Div(id=ID.cmp_status, style={**SMALL, "margin": "6px 0"},
                  children="Nothing computed yet: the demo's default (22 layers, a fresh trace of 200 seeds at the "
-                          "first step) takes about 10 s on 2 CPU cores."),
+                          "first step) takes 6-8 s on 2 quiet CPU cores."),
         dcc.Graph(id=ID.cmp_matrix, figure=matrix_figure(None), config={"displaylogo": False}),
         dcc.Graph(id=ID.cmp_diagonal, figure=diagonal_figure(None), config={"displaylogo": False}),
         html.Div([
