@@ -395,6 +395,9 @@ def test_register_wires_every_callback_of_every_feature(state):
         "..gallery.children...gallery-page.data...gallery-pager.children...gallery-prev.disabled...gallery-next."
         "disabled..", "..history.data...history-pick.options..", "..pins.data...pin-message.children..",
         "pin-strip.options", "url-in.data", "url-out.data", "url.title",
+        # issue 19: the map switcher, find and zoom, the trajectory's line and play button (visualizer.app.explore)
+        "..map-choice.data...map-about.children..", "..found.data...map-zoom.data...find-message.children..",
+        "traj-note.children", "..traj-timer.disabled...traj-play.children..",
     }
     # second writers of an output (allow_duplicate): the tooltip hidden on click/zoom/resize, the chart relabelled;
     # issue 19's: the address applied, a step or argument it restores, a key, a pin or history entry picked
