@@ -98,6 +98,12 @@ def test_the_teacher_trajectory_is_drawn_and_its_marker_follows_the_slider(ctx):
     placed, _ = explore.placed_trajectory(ctx, ready, MAIN)[0]
     assert placed.nearest[-1] == last and not placed.far[-1]
     assert (path.x[-1], path.y[-1]) == tuple(ctx.maps.get(MAIN).xy[last])    # the same row up to rounding
+    # the run's end patches the path and the marker in (the figure's last two traces), without a redraw
+    ops = explore.draw_trajectory(ctx, ready, 2, MAIN).to_plotly_json()["operations"]
+    assert [o["location"] for o in ops] == [["data", -2], ["data", -1]]
+    assert ops[0]["params"]["value"]["name"] == explore.PATH and len(ops[0]["params"]["value"]["x"]) == TEACHER_STEPS
+    ops = explore.draw_trajectory(ctx, None, 1, MAIN).to_plotly_json()["operations"]     # a new click: none
+    assert len(ops[0]["params"]["value"]["x"]) == 0
     patch = explore.move_marker(ctx, 3, ready, MAIN)
     ops = patch.to_plotly_json()["operations"]
     assert {tuple(o["location"]): o["params"]["value"] for o in ops} == {

@@ -13,8 +13,8 @@ Layout: one box under the scatter with
   the current map (`RunMaps.place`: the run's layers recorded at every step, pooled as the run pooled
   them, projected into the run's PCA space and placed from their nearest rows; no refit) and drawn
   as a path with step markers; the current step (the panels' slider) is a large marker. Play and the
-  step buttons move the slider (in the browser); moving the slider moves the marker (a Patch of the
-  figure's last trace, no redraw).
+  step buttons move the slider (in the browser); moving the slider moves the marker. Both are Patches
+  of the figure's last two traces: a click or a step never redraws the scatter's points.
 
 The scatter's `draw` (visualizer.app.scatter) calls `decorate` to add the found ring, the path and the
 marker, always as its last three traces, and to apply the zoom.
@@ -203,6 +203,20 @@ def decorate(c: AppContext, fig: go.Figure, frame: pd.DataFrame, map_id, found=N
     return fig
 
 
+def draw_trajectory(c: AppContext, ready, step, map_id):
+    """A Patch of the figure's last two traces (the path and the marker) for a teacher run that finished (or
+    was reset by a new click): the scatter itself is not redrawn."""
+    if c.frame is None:
+        raise PreventUpdate      # no scatter, no traces to patch
+    got, _ = placed_trajectory(c, ready, map_id)
+    traces = trajectory_traces(*got, step) if got else [
+        go.Scattergl(x=[], y=[], name=PATH, showlegend=False), go.Scattergl(x=[], y=[], name=MARKER, showlegend=False)]
+    patch = Patch()
+    patch["data"][-2] = traces[0].to_plotly_json()
+    patch["data"][-1] = traces[1].to_plotly_json()
+    return patch
+
+
 def move_marker(c: AppContext, step, ready, map_id):
     """A Patch of the figure's last trace (the current-step marker) to the slider's step; nothing to redraw."""
     got, _ = placed_trajectory(c, ready, map_id)
@@ -321,6 +335,9 @@ def register(app: dash.Dash, c: AppContext) -> None:
                  Input(ID.zoom_reset, "n_clicks"), State(ID.find_text, "value"), State(ID.selection, "data"),
                  State(ID.map_choice, "data"), State(ID.map_zoom, "data"),
                  prevent_initial_call=True)(bind(find, c, triggered=True))
+    app.callback(Output(ID.scatter, "figure", allow_duplicate=True), Input(ID.trajectory_ready, "data"),
+                 State(ID.slider, "value"), State(ID.map_choice, "data"),
+                 prevent_initial_call=True)(bind(draw_trajectory, c))
     app.callback(Output(ID.scatter, "figure", allow_duplicate=True), Input(ID.slider, "value"),
                  State(ID.trajectory_ready, "data"), State(ID.map_choice, "data"),
                  prevent_initial_call=True)(bind(move_marker, c))

@@ -354,7 +354,7 @@ def register(app: dash.Dash, c: AppContext) -> None:
     app.callback(Output(ID.scatter, "figure"), Input(ID.colour_by, "value"), Input(ID.class_filter, "value"),
                  Input(ID.model_toggle, "value"), Input(ID.link_seeds, "value"), Input(ID.class_highlight, "value"),
                  Input(ID.palette, "value"), Input(ID.map_choice, "data"), Input(ID.found, "data"),
-                 Input(ID.map_zoom, "data"), Input(ID.trajectory_ready, "data"),
+                 Input(ID.map_zoom, "data"), State(ID.trajectory_ready, "data"),
                  State(ID.slider, "value"))(bind(draw, c))
     app.clientside_callback(HOVER_JS, Output(ID.hover_point, "data"), Input(ID.scatter, "hoverData"))
     app.callback(Output(ID.tooltip, "show"), Output(ID.tooltip, "bbox"), Output(ID.tooltip, "children"),
