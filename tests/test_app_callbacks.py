@@ -398,6 +398,8 @@ def test_register_wires_every_callback_of_every_feature(state):
         # issue 19: the map switcher, find and zoom, the trajectory's line and play button (visualizer.app.explore)
         "..map-choice.data...map-about.children..", "..found.data...map-zoom.data...find-message.children..",
         "traj-note.children", "..traj-timer.disabled...traj-play.children..",
+        # issue 17: the clicked point's nearest neighbours and the map's trust figure (visualizer.app.neighbours)
+        "..neighbour-gallery.children...neighbours.data...neighbour-status.children...neighbour-trust.children..",
     }
     # second writers of an output (allow_duplicate): the tooltip hidden on click/zoom/resize, the chart relabelled;
     # issue 19's: the address applied, a step or argument it restores, a key, a pin or history entry picked
