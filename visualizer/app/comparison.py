@@ -23,7 +23,6 @@ sigma-alignment box (its own seeds and source) with its heatmap and the ridge. F
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 
 import dash
@@ -37,7 +36,7 @@ from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.jobs import ThreadedJobManager, current_job
 from visualizer.app.panels import shown_name
-from visualizer.app.ui import BOX, HIDDEN, SMALL, empty_figure
+from visualizer.app.ui import BOX, HIDDEN, SMALL, empty_figure, parse_seeds
 from visualizer.errors import UserError
 from visualizer.inspection.comparison import (
     MAX_ALIGNMENT_SEEDS,
@@ -181,20 +180,7 @@ def alignment_figure(a: SigmaAlignment | None, names: Mapping[str, str] | None =
 
 def parse_seed_ranges(text, limit: int) -> tuple[int, ...]:
     """'0-199' or '0-99, 500-599' -> seeds (each in 0 .. 2^32 - 1), at least 8 and at most `limit`."""
-    seeds: list[int] = []
-    for part in str(text or "").replace(" ", "").split(","):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d{1,10})(?:-(\d{1,10}))?", part)
-        if not m:
-            raise UserError(f"seeds: {part!r} is not a seed or a range like 0-199")
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        if b < a or b >= 2**32 or b - a >= limit:
-            raise UserError(f"seeds: {part!r} is not a range of at most {limit} seeds in 0 .. 4294967295")
-        seeds += range(a, b + 1)
-        if len(seeds) > limit:
-            raise UserError(f"seeds: at most {limit}")
-    seeds = list(dict.fromkeys(seeds))
+    seeds = parse_seeds(text, limit)
     if len(seeds) < 8:
         raise UserError("seeds: at least 8 (CKA over samples needs them)")
     return tuple(seeds)

@@ -44,7 +44,7 @@ from visualizer.app import panels
 from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.panels import canonical_name, models_of, png_data_uri, request_from, shown_name
-from visualizer.app.ui import BOX, ERROR, SMALL, empty_figure, parse_seed
+from visualizer.app.ui import BOX, ERROR, SMALL, empty_figure, parse_seed, parse_seeds
 from visualizer.errors import UserError
 from visualizer.inspection import Request
 from visualizer.inspection.edits import OPS, EditSpec
@@ -206,27 +206,6 @@ def parse_channels(text) -> list[int] | None:
     if len(out) > 4096:
         raise UserError("channels: at most 4096")
     return sorted(set(out))
-
-
-def parse_seeds(text, limit: int = MAX_SELECTION_SEEDS) -> list[int]:
-    """'0-7' or '1,5,9' -> seeds (each 0 .. 2^32 - 1), at most `limit`."""
-    seeds: list[int] = []
-    for part in str(text or "").replace(" ", "").split(","):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d{1,10})(?:-(\d{1,10}))?", part)
-        if not m:
-            raise UserError(f"seeds: {part!r} is not a seed or a range like 0-7")
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        if b < a or b - a >= limit:
-            raise UserError(f"seeds: {part!r} is not a range of at most {limit} seeds")
-        seeds += range(a, b + 1)
-    seeds = list(dict.fromkeys(seeds))
-    if len(seeds) > limit:
-        raise UserError(f"seeds: at most {limit}")
-    if any(parse_seed(s)[0] is None for s in seeds):
-        raise UserError("seeds: each in 0 .. 4294967295")
-    return seeds
 
 
 def _number(value, what: str) -> float | None:

@@ -1,5 +1,5 @@
 """The look every feature shares: box and text styles, the placeholder figure of an empty view, and the
-checks of what users type that more than one feature reads (`parse_seed`)."""
+checks of what users type that more than one feature reads (`parse_seed`, `parse_seeds`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import re
 
 import plotly.graph_objects as go
+
+from visualizer.errors import UserError
 
 HIDDEN = {"display": "none"}
 BOX = {"border": "1px solid #e2e2e2", "borderRadius": "6px", "padding": "10px", "margin": "0 0 10px 0",
@@ -50,3 +52,25 @@ def parse_seed(value) -> tuple[int | None, str]:
     if int(number) > MAX_SEED:
         return None, f"seeds stop at {MAX_SEED} (they are drawn modulo 2^32)"
     return int(number), ""
+
+
+def parse_seeds(text, limit: int) -> list[int]:
+    """A seed list typed in the page: '0-7' or '1,5,9' -> seeds (each 0 .. 2^32 - 1), at most `limit`;
+    no range longer than `limit` is ever expanded."""
+    seeds: list[int] = []
+    for part in str(text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d{1,10})(?:-(\d{1,10}))?", part)
+        if not m:
+            raise UserError(f"seeds: {part!r} is not a seed or a range like 0-199")
+        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+        if b < a or b - a >= limit:
+            raise UserError(f"seeds: {part!r} is not a range of at most {limit} seeds")
+        seeds += range(a, b + 1)
+    seeds = list(dict.fromkeys(seeds))
+    if len(seeds) > limit:
+        raise UserError(f"seeds: at most {limit}")
+    if any(parse_seed(s)[0] is None for s in seeds):
+        raise UserError("seeds: each in 0 .. 4294967295")
+    return seeds
