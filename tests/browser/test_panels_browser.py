@@ -244,7 +244,7 @@ def test_naming_seeds_hidden_models_hover_colours_and_exports(dash_duo, small_cs
     search.send_keys(Keys.ENTER)
     search.send_keys(Keys.ESCAPE)
     scatter = "const p = document.querySelector('#scatter .js-plotly-plot');"
-    wait_js(dash_duo, scatter + "return p.data.some(t => t.name === '3 · class 3');", 20)
+    wait_js(dash_duo, scatter + "return p.data.some(t => t.name === '3 · class 3');", 60)
     traces = dash_duo.driver.execute_script(    # the class traces (explore's found ring and trajectory come after)
         scatter + "return p.data.filter(t => /^\\d+ · /.test(t.name || '')).map(t => [t.name, t.marker.color]);")
     assert traces[-1] == ["3 · class 3", "#E69F00"]                       # Okabe-Ito's first colour
