@@ -16,7 +16,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-OUT = Path(__file__).with_name("golden.json")
+# One file per CPU instruction set besides the first (golden.json); record each from the same pre-refactor commit.
+OUT = Path(__file__).with_name(sys.argv[1] if len(sys.argv) > 1 else "golden.json")
 LAYERS = ["encoder_block_0", "encoder_bottleneck", "midblock", "dec.16x16_block1"]
 
 
@@ -53,5 +54,6 @@ if __name__ == "__main__":
 
     recorded = {k: digest(v) for k, v in outputs(golden_runs).items()}
     recorded["_torch"] = torch.__version__    # CPU kernels (and so the last bits) change with the torch build
+    recorded["_cpu"] = torch.backends.cpu.get_cpu_capability()    # ... and with the instruction set
     OUT.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
