@@ -103,6 +103,31 @@ def test_samples_through_the_fast_body_are_identical_on_cpu():
     assert torch.equal(fast.denoised, ref.denoised) and net.body.counts["direct"] == 7
 
 
+def test_heatmaps_reduced_in_the_body_match_those_reduced_after_it():
+    """A trace whose layers all use a graph-safe reduction gets the maps from the body itself (one copy of a
+    map, not of the activation); mixed with full layers, each keeps what it asked for; bit-identical on the CPU."""
+    from visualizer.trace.reductions import IN_GRAPH, channel_l2
+
+    net = tiny_net()
+    eager = EDMAdapter(net, device="cpu")
+    kw = dict(preset="fid", num_steps=3, steps="all")
+    mixed = {LAYERS[0]: "l2", LAYERS[1]: None, LAYERS[2]: "mean_abs", LAYERS[3]: "pca_rgb"}
+    runs = lambda: (eager.trace([3, 4], [1, 2], LAYERS, reduce="l2", **kw),  # noqa: E731
+                    eager.trace([3, 4], [1, 2], LAYERS, reduce=mixed, **kw))
+    ref = runs()
+    body = net.body = FastBody(net.model, graphs=False)
+    kept = []
+    fn = body.fn
+    body.fn = lambda *a, taps, **k: kept.append(dict(taps)) or fn(*a, taps=taps, **k)
+    fast = runs()
+    for a, b in zip(ref, fast, strict=True):
+        assert a.activations.keys() == b.activations.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a.activations) and torch.equal(a.final, b.final)
+    assert channel_l2 in IN_GRAPH and body.counts["eager"] == 0 and body.counts["direct"] == 10
+    assert set(kept[0].values()) == {channel_l2}                      # every map made inside the body
+    assert [kept[-1][n] is None for n in LAYERS] == [False, True, False, True]   # full where the reduction can't be
+
+
 def test_compile_falls_back_to_eager_off_cuda():
     net = tiny_net()
     assert accelerate(net, torch.device("cpu"), "full") == "off" and net.body is None
@@ -191,6 +216,19 @@ def test_warm_up_captures_the_graph_a_click_replays():
     with capture(adapter.net, LAYERS, reduce="l2"):
         adapter.forward(x, 3.0, [4])
     assert adapter.net.body.counts["capture"] == 1 and adapter.net.body.counts["replay"] == 1
+
+
+@cuda
+def test_a_teacher_warmed_up_for_in_graph_heatmaps_captures_nothing_at_its_first_click():
+    from visualizer.inspection import Inspector, ModelSlot, Request
+
+    adapter = EDMAdapter(tiny_net(), device="cuda", precision="bf16", compile="graphs")
+    inspector = Inspector([ModelSlot("t", adapter, {"preset": "fid", "num_steps": 4})])
+    inspector.map_pools = {"encoder_bottleneck": "mean"}
+    assert inspector.warm_up("t") > 0 and adapter.net.body.counts["capture"] == 2
+    inspector.trajectory("t", Request.make(5, 3, LAYERS))
+    inspector.trajectory("t", Request.make(6, 2, LAYERS[:2]))         # another choice of layers: the same graph
+    assert adapter.net.body.counts["capture"] == 2 and adapter.net.body.counts["replay"] == 14
 
 
 @cuda

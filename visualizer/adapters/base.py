@@ -140,12 +140,19 @@ class DiffusionAdapter(ABC):
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None, **kw) -> DiffusionAdapter:
         """Loads the adapter's official checkpoint format(s); errors name the file and the problem."""
 
-    def warm_up(self) -> float:
-        """Compiles and captures the batch-1 graph a click replays (seconds taken; 0 when eager)."""
+    def warm_up(self, reduce: Callable | None = None, full: Sequence[str] = ()) -> float:
+        """Compiles and captures the batch-1 graphs a click replays (seconds taken; 0 when eager): the one that
+        keeps every block's output and, with `reduce` (a `trace.reductions.IN_GRAPH` function), the one that keeps
+        that reduction of every block but those in `full` (a trajectory's heatmaps, its pooled layers whole)."""
         if self.net.body is None:
             return 0.0
         start = time.perf_counter()
-        self.net.body.warm_up(1, self.net.compute_dtype(self.device))
+        dtype = self.net.compute_dtype(self.device)
+        self.net.body.warm_up(1, dtype)
+        if reduce is not None:
+            table = layer_table(self.net)        # any name of a block -> its module path, model.<block>
+            blocks = [table[n].removeprefix("model.") for n in full if n in table]
+            self.net.body.warm_up(1, dtype, reduce=reduce, full=blocks)
         return time.perf_counter() - start
 
     # -- description ----------------------------------------------------------------------------

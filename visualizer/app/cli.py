@@ -111,12 +111,12 @@ def run(args: argparse.Namespace) -> int:
     state = load(config)
     for line in state.startup_lines():
         print(f"visualizer: {line}", flush=True)
+    app = create_app(state, token=token)
     for slot in state.slots:
         if slot.adapter.compile != "off":
             print(f"visualizer: compiling {slot.key} for {slot.adapter.device} (--compile {slot.adapter.compile}; "
                   "the first time takes about a minute) ...", flush=True)
-            print(f"visualizer: {slot.key} ready in {slot.adapter.warm_up():.1f} s", flush=True)
-    app = create_app(state, token=token)
+            print(f"visualizer: {slot.key} ready in {app.visualizer.inspector.warm_up(slot.key):.1f} s", flush=True)
     points = 0 if state.embeddings is None else len(state.embeddings.frame)
     print(f"visualizer: {points:,} points, {len(state.slots)} model(s); open {start_url(args.host, args.port, token)}",
           flush=True)

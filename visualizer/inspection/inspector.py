@@ -42,7 +42,7 @@ from visualizer.inspection.results import FirstLook, StepView, Trajectory
 from visualizer.metrics.compare import compare_all
 from visualizer.models.layer_names import legacy_names, native_names
 from visualizer.trace import Edit
-from visualizer.trace.reductions import parse_reduction
+from visualizer.trace.reductions import IN_GRAPH, parse_reduction
 
 Progress = Callable[[int, int], None]
 MAX_GIVE_WAY = 3      # times a teacher run in progress gives way to waiting first looks (then it keeps its model)
@@ -358,6 +358,15 @@ class Inspector:
     def trajectory_key(self, model: str, req: Request) -> tuple:
         return ("trajectory", self.slots[model].identity, req, tuple(sorted(self._pools(model).items())))
 
+    def warm_up(self, model: str) -> float:
+        """Compiles and captures the graphs a click on `model` replays, before the first click (seconds taken):
+        a multi-step model's trajectory keeps the default reduction's heatmaps in its graph, pooled layers whole."""
+        slot = self.slots[model]
+        reduce_fn = parse_reduction(Request.reduction)
+        if slot.multi_step and reduce_fn in IN_GRAPH:
+            return slot.adapter.warm_up(reduce=reduce_fn, full=tuple(self._pools(model)))
+        return slot.adapter.warm_up()
+
     def _pools(self, model: str) -> dict[str, str]:
         known = set(self.slots[model].adapter.hookable_layers)
         return {n: p for n, p in self.map_pools.items() if n in known}
@@ -392,15 +401,14 @@ class Inspector:
         wanted = list(dict.fromkeys([*req.layers, *pools]))
 
         def keeping(name: str):
-            def reduce(t: torch.Tensor) -> torch.Tensor:   # the trace's reduction, and a handle on this step's map
+            def reduce(t: torch.Tensor) -> torch.Tensor:   # the trace's reduction, and the pooled row of a pooled layer
                 if name in pools:      # the row an embed run would have stored for this step
                     pooled[name].append(pool_rows(t[:1], pools[name]))
-                if name not in req.layers:
-                    return t.new_zeros(t.shape[0], 1)
-                out = reduce_fn(t)
-                latest[name] = out[:1]
-                return out
+                return reduce_fn(t) if name in req.layers else t.new_zeros(t.shape[0], 1)
             return reduce
+
+        # Maps of layers that are not pooled reduce inside the fast path's graph where the reduction allows it.
+        reductions = {n: reduce_fn if reduce_fn in IN_GRAPH and n not in pools else keeping(n) for n in wanted}
 
         gave_way = [0]
 
@@ -409,6 +417,7 @@ class Inspector:
                 if should_stop is not None:
                     should_stop()         # a cancelled run just stops
                 raise _GiveWay()          # a first look waits for this model: it goes first, this run restarts
+            latest.update({n: t[:1] for n, t in info.get("records", {}).items() if n in req.layers})
             if info.get("stage", "euler") in ("euler", "generator"):
                 partial.add(float(info["sigma"]), info["denoised"][:1].detach(), dict(latest))
                 latest.clear()
@@ -427,7 +436,7 @@ class Inspector:
             try:
                 with slot.lock.background():
                     trace = slot.adapter.trace([req.seed], req.class_label, wanted, steps="all", edits=edits,
-                                               reduce={n: keeping(n) for n in wanted}, settings=slot.settings(),
+                                               reduce=reductions, settings=slot.settings(),
                                                keep_denoised=True, to_cpu=False, callback=on_evaluation)
                 break
             except _GiveWay:

@@ -13,6 +13,13 @@ its own block runner, which calls the blocks hook-free, keeps every block's outp
 edits, and `FastBody` then calls each hooked block's forward hooks with that output, in network
 order: traces and user hooks see the same tensors as in eager mode.
 
+Recording hooks of the trace core (`trace.recorder.Tap`) tell the fast path two more things, so the
+graph does their work and nothing is copied that nobody reads: `recording()`, whether this call is
+recorded at all (a Heun correction is not: its outputs are left in the graph's buffers), and
+`in_graph`, a reduction (a heatmap: [B, C, H, W] -> [B, H, W]) that the graph applies to the block's
+output itself, so a click copies maps, not activations; a block whose hooks need the full output
+keeps it. Which blocks keep what is part of the graph's key.
+
 Edits reach the graph through the hooks of the trace core (`trace.recorder.Tap`): a hook with an
 `edit()` method returns this call's edit as a pair (scale, shift), applied as y' = scale * y + shift
 to that block's output inside the graph; the pair is an input of the graph, so an edited call
@@ -30,6 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -41,6 +49,8 @@ COMPILE_MODES = ("off", "graphs", "full")   # eager; CUDA graphs of the eager bo
 FALLBACK = object()    # what a hook's edit() returns for an edit the fast path cannot express
 log = logging.getLogger(__name__)
 Edits = dict[str, tuple[torch.Tensor, torch.Tensor]]
+Reduction = Callable[[torch.Tensor], torch.Tensor]
+Keep = dict[str, Reduction | None]     # per kept block: a reduction applied in the graph, or None (the output)
 
 
 def apply_affine(y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -64,6 +74,17 @@ class _Graph:
 
 def _hooks(module: nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def _needs_output(hook: Callable) -> bool:
+    """Plain hooks always see the output; recording hooks only on calls they record."""
+    return hook.recording() if hasattr(hook, "recording") else True
+
+
+def _in_graph(hooks: list[Callable]) -> Reduction | None:
+    """The reduction a block's hooks all accept in place of its output, or None (they need the output)."""
+    wanted = {getattr(h, "in_graph", None) for h in hooks if not hasattr(h, "recording") or h.names}
+    return wanted.pop() if len(wanted) == 1 else None
 
 
 class FastBody:
@@ -94,17 +115,20 @@ class FastBody:
         self.counts: Counter[str] = Counter()
 
     def _body(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None,
-              taps: tuple[str, ...] = (), edits: Edits | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The U-Net with hook-free blocks: F(x), and the outputs of the `taps` blocks after their `edits`."""
+              taps: tuple[str, ...] | Keep = (), edits: Edits | None = None
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The U-Net with hook-free blocks: F(x), and what is kept of the `taps` blocks' outputs after their
+        `edits`: the output itself, or its reduction where `taps` maps the block to one."""
         kept: dict[str, torch.Tensor] = {}
         edits = edits or {}
+        keep = taps if isinstance(taps, dict) else dict.fromkeys(taps)
 
         def run(name: str, block: nn.Module, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
             y = block.forward(*args)
             if name in edits:
                 y = apply_affine(y, *edits[name])
-            if name in taps:
-                kept[name] = y
+            if name in keep:
+                kept[name] = y if keep[name] is None else keep[name](y)
             return y
 
         m = self.model
@@ -119,11 +143,12 @@ class FastBody:
             return self.model(x, noise_labels, class_labels)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        hooks = {n: list(self.blocks[n]._forward_hooks.values()) for n in hooked}
+        keep: Keep = {n: _in_graph(h) for n, h in hooks.items()}
+        needed = [n for n, h in hooks.items() if any(map(_needs_output, h))]
         if self.graphs and x.is_cuda and x.shape[0] <= self.graph_max_batch:
-            # Graphs keep every block once any is hooked, so a new choice of layers replays the same graph.
-            taps = self.all_taps if hooked else ()
             with self._lock:
-                g = self._graph(x, noise_labels, class_labels, taps, bool(edits))
+                g = self._graph(x, noise_labels, class_labels, self._graph_keep(keep), bool(edits))
                 for static, new in zip(g.inputs, (x, noise_labels, class_labels), strict=True):
                     if static is not None:
                         static.copy_(new)
@@ -131,24 +156,34 @@ class FastBody:
                     self._load_edits(g, edits)
                 g.graph.replay()
                 self.counts["replay"] += 1
-                out, kept = g.out.clone(), {n: g.kept[n].clone() for n in hooked}   # the next replay overwrites g's
+                out, kept = g.out.clone(), {n: g.kept[n].clone() for n in needed}   # the next replay overwrites g's
         elif edits:
             # Large edited batches run the hook-free body eagerly: a compiled body would be recompiled for every
             # set of edited blocks (the editable graphs above carry every block's edit as an input instead).
             self.counts["direct_edit"] += 1
-            out, kept = self._body(x, noise_labels, class_labels, taps=tuple(hooked), edits=edits)
+            out, kept = self._body(x, noise_labels, class_labels, taps=keep, edits=edits)
         else:
             self.counts["direct"] += 1
-            out, kept = self.fn(x, noise_labels, class_labels, taps=tuple(hooked))
-        for name in hooked:
+            out, kept = self.fn(x, noise_labels, class_labels, taps=keep)
+        for name in needed:
             block = self.blocks[name]
-            for hook in list(block._forward_hooks.values()):
+            for hook in hooks[name]:
                 if hasattr(hook, "observe"):
-                    hook.observe(block, kept[name])
+                    if hook.recording():
+                        hook.observe(block, kept[name], reduced=keep[name] is not None)
                 elif hook(block, (), kept[name]) is not None:
                     raise RuntimeError(f"a forward hook on {name} returned a new output; hooks that replace "
                                        "outputs need the eager path (compile 'off'), or an edit (visualizer.trace)")
         return out
+
+    def _graph_keep(self, keep: Keep) -> Keep:
+        """What a graph keeps of every block: once any block is hooked all are kept, so a new choice of layers
+        replays the same graph; blocks nobody hooked are kept as the most common choice among the hooked ones."""
+        if not keep:
+            return {}
+        choices = list(keep.values())
+        default = max(choices, key=lambda c: (choices.count(c), c is not None))   # ties: a reduction
+        return {n: keep.get(n, default) for n in self.all_taps}
 
     @staticmethod
     def _load_edits(g: _Graph, edits: Edits) -> None:
@@ -192,12 +227,12 @@ class FastBody:
         return hooked
 
     def _graph(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None,
-               taps: tuple[str, ...], editable: bool = False) -> _Graph:
-        """The graph for this input shape; an editable one takes every block's (scale, shift) as an input
-        (identity by default), so any set of edits replays one graph, compiled once."""
+               taps: Keep, editable: bool = False) -> _Graph:
+        """The graph for this input shape and what it keeps of each block (`_graph_keep`); an editable one takes
+        every block's (scale, shift) as an input (identity by default), so any set of edits replays one graph."""
         key = (x.device, x.dtype, tuple(x.shape), tuple(noise_labels.shape),
-               None if class_labels is None else (class_labels.dtype, tuple(class_labels.shape)), bool(taps),
-               editable)
+               None if class_labels is None else (class_labels.dtype, tuple(class_labels.shape)),
+               tuple(taps.items()), editable)
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._graphs[key]
@@ -226,11 +261,14 @@ class FastBody:
             self._graphs.popitem(last=False)
         return self._graphs[key]
 
-    def warm_up(self, batch: int = 1, dtype: torch.dtype = torch.float32, hooked: bool = True) -> None:
+    def warm_up(self, batch: int = 1, dtype: torch.dtype = torch.float32, hooked: bool = True,
+                reduce: Reduction | None = None, full: tuple[str, ...] | list[str] = ()) -> None:
         """Compiles and captures the graph of `batch`-sized calls now, so the first real call does not wait.
 
         `dtype` is the body's input dtype (the net's compute dtype); `hooked` warms the graph that
-        keeps every block (what calls with capture hooks replay), else the plain one.
+        keeps every block (what calls with capture hooks replay), as its outputs or, with `reduce`, as
+        that reduction of them but the `full` blocks' (what a click whose heatmaps reduce in the graph
+        replays); else the plain one.
         """
         ref = next(self.model.parameters())
         res, label_dim = self.model.img_resolution, self.model.label_dim
@@ -240,12 +278,13 @@ class FastBody:
             x = x.contiguous(memory_format=torch.channels_last)
         noise = torch.zeros(batch, device=ref.device)
         labels = torch.zeros(batch, label_dim, device=ref.device) if label_dim else None
+        keep: Keep = {n: None if n in full else reduce for n in self.all_taps} if hooked else {}
         if self.graphs and x.is_cuda and batch <= self.graph_max_batch:
             with self._lock, torch.no_grad():
-                self._graph(x, noise, labels, self.all_taps if hooked else ())
+                self._graph(x, noise, labels, keep)
         else:
             with torch.no_grad():
-                self.fn(x, noise, labels, taps=self.all_taps if hooked else ())
+                self.fn(x, noise, labels, taps=keep)
 
     def __deepcopy__(self, memo: dict) -> None:
         """A copied net runs eagerly: graphs and compiled code belong to the original's tensors."""

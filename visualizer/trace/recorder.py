@@ -26,6 +26,7 @@ from visualizer.models.layer_names import layer_shapes, resolve_layers
 from visualizer.models.networks import EDMPrecond
 from visualizer.models.sampling import Evaluation
 from visualizer.trace.edits import Edit, compose
+from visualizer.trace.reductions import IN_GRAPH
 
 Reduction = Callable[[torch.Tensor], torch.Tensor]
 Recorded = Callable[[Evaluation, int], bool]      # (evaluation, its index) -> record it?
@@ -87,8 +88,21 @@ class Tap:
         self.tracer.edited_calls += 1
         return self.tracer.affine(self, active)
 
-    def observe(self, module: nn.Module, output: torch.Tensor) -> None:
-        self.tracer.record(self.names, output)
+    def recording(self) -> bool:
+        """Whether this call is recorded: the fast path copies nothing out of its graph for calls that are not."""
+        return bool(self.names) and self.tracer._recording
+
+    @property
+    def in_graph(self) -> Reduction | None:
+        """The reduction the fast path may apply inside its graph: the one all this block's names use, if it is
+        graph-safe (`reductions.IN_GRAPH`); None when the full output is wanted."""
+        fns = {self.tracer.reduce.get(n) for n in self.names}
+        fn = fns.pop() if len(fns) == 1 else None
+        return fn if fn in IN_GRAPH else None
+
+    def observe(self, module: nn.Module, output: torch.Tensor, reduced: bool = False) -> None:
+        """Records the block's (edited) output, or with `reduced` its `in_graph` reduction made by the fast path."""
+        self.tracer.record(self.names, output, reduced)
 
     def __call__(self, module: nn.Module, inputs: tuple, output: Any) -> torch.Tensor | None:
         active = self._active()
@@ -172,7 +186,7 @@ class Tracer:
             self._affine_cache[key] = compose([e.affine(shape, step, device) for e in edits])
         return self._affine_cache[key]
 
-    def record(self, names: list[str], output: torch.Tensor) -> None:
+    def record(self, names: list[str], output: torch.Tensor, reduced: bool = False) -> None:
         if not self._recording or not names:
             return
         index = len(self.evaluations) - 1
@@ -180,7 +194,7 @@ class Tracer:
         with torch.no_grad():
             y = output.detach()
             for name in names:
-                fn = self.reduce.get(name)
+                fn = None if reduced else self.reduce.get(name)
                 t = fn(y) if fn is not None else y
                 self.records[name].append(Record(index, sigma, t.cpu() if self.to_cpu else t))
 

@@ -101,6 +101,11 @@ REDUCTIONS: dict[str, Reduction] = {
 }
 
 
+# Elementwise work and one sum over channels: a fast path may compile these into its graph (models.acceleration),
+# so a click copies maps, not activations. The others (an SVD, a top-k, an index) run after the graph.
+IN_GRAPH = frozenset({channel_l2, mean_abs})
+
+
 def get_reduction(name: str) -> Reduction:
     if name not in REDUCTIONS:
         raise UserError(f"unknown reduction {name!r}; valid names: {', '.join(REDUCTIONS)}")

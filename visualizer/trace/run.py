@@ -92,8 +92,9 @@ def run_traced(
         done[0] += 1
         if keep_denoised and index in record_at:
             kept[plan[index].step] = info["denoised"].detach()
-        if callback is not None:
-            callback(info)
+        if callback is not None:   # with what this evaluation recorded, for previews while the run goes on
+            callback(dict(info, records={n: r[-1].tensor for n, r in tracer.records.items()
+                                         if r and r[-1].step == index}))
 
     tracer = Tracer(net, layers, edits=edits, plan=plan, record=lambda ev, i: i in record_at,
                     reduce=reductions_for(layers, reduce))
