@@ -400,6 +400,10 @@ def test_register_wires_every_callback_of_every_feature(state):
         "traj-note.children", "..traj-timer.disabled...traj-play.children..",
         # issue 17: the clicked point's nearest neighbours and the map's trust figure (visualizer.app.neighbours)
         "..neighbour-gallery.children...neighbours.data...neighbour-status.children...neighbour-trust.children..",
+        # issue 16: a clicked real image (probe maps), the class-collapse ranking (a job) and a class's galleries
+        "real-view.children", "..collapse-chart.figure...collapse-table.children...collapse-corr.figure..."
+        "collapse-status.children..", "collapse-gallery.children",
+        "scatter-view.data",    # issue 21: the view shown, kept in the browser for a large map's overview
     }
     # second writers of an output (allow_duplicate): the tooltip hidden on click/zoom/resize, the chart relabelled;
     # issue 19's: the address applied, a step or argument it restores, a key, a pin or history entry picked
@@ -416,6 +420,8 @@ def test_register_wires_every_callback_of_every_feature(state):
     assert {o for o in outputs if "@" not in o} == expected
     assert app.callback_map["trajectory-done.data"].get("background")
     assert app.callback_map["..cmp-matrix.figure...cmp-diagonal.figure...cmp-status.children.."].get("background")
+    assert app.callback_map["..collapse-chart.figure...collapse-table.children...collapse-corr.figure..."
+                            "collapse-status.children.."].get("background")
     assert isinstance(app.visualizer, AppContext) and app.visualizer.jobs is not None
 
 

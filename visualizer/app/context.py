@@ -26,6 +26,7 @@ from visualizer.inspection.neighbours import NeighbourIndex
 from visualizer.trace.reductions import REDUCTIONS
 
 DEFAULT_LAYER_COUNT = 8
+EXACT_LIMIT = 50_000      # visible points the scatter draws as markers; above it, an overview image (issue 21)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class AppContext:
     jobs: ThreadedJobManager | None = None
     neighbours: NeighbourIndex | None = None   # the run's PCA space, loaded on first use (issue 17's gallery)
     maps: RunMaps | None = None       # the run's maps (main, per-layer) and trajectory placement (issue 19)
+    exact_limit: int = EXACT_LIMIT    # more visible points in view than this: the overview image (issue 21)
 
     def row(self, position) -> pd.Series | None:
         """The table row at `position` (a point's customdata, as the browser sent it), or None if there is none."""
@@ -143,6 +145,7 @@ class LayoutInfo:
     notes: Sequence[str] = ()      # AppState.notes: provenance unknown, mismatches allowed, a teacher file as student
     models: Sequence[str] = ()     # the loaded models' keys, in display order (the compared pair first)
     maps: Sequence[tuple[str, str]] = ()   # (id, name) of each map the run holds, the main one first
+    probe_map: bool = False        # the run holds a probe map (`embed --probe`): the class-collapse box (issue 16)
 
 
 def models_line(ctx: AppContext) -> str:
@@ -168,4 +171,5 @@ def layout_info(state: AppState, ctx: AppContext) -> LayoutInfo:
         num_points=0 if ctx.frame is None else len(ctx.frame), notes=tuple(state.notes),
         models=tuple(inspector.shown()),
         maps=tuple((m.id, m.name) for m in ctx.maps.maps.values()) if ctx.maps is not None else (),
+        probe_map=ctx.maps is not None and any(m.is_probe for m in ctx.maps.maps.values()),
     )

@@ -157,6 +157,20 @@ class ID:
     map_choice = "map-choice"                # store: the id of the map shown ("main" or a per-layer map's id)
     map_zoom = "map-zoom"                    # store: {map, rev, x: [lo, hi] | None, y: [lo, hi] | None}
     found = "found"                          # store: the table rows the last find found (ringed on the map)
+    # the map's overlays and the class-collapse ranking (visualizer.app.overlays, visualizer.app.collapse; issue 16)
+    density_toggle = "density-toggle"        # checklist: density contours per visible model on the map
+    real_view = "real-view"                  # a clicked real image (probe map): shown, not regenerated
+    collapse_box = "collapse-box"
+    collapse_run = "collapse-run"            # "rank classes": the ranking and the seed correspondence (a job)
+    collapse_cancel = "collapse-cancel"
+    collapse_progress_row = "collapse-progress-row"
+    collapse_progress = "collapse-progress"
+    collapse_progress_text = "collapse-progress-text"
+    collapse_status = "collapse-status"
+    collapse_chart = "collapse-chart"        # classes ranked by the student's spread ratio; a click opens a class
+    collapse_table = "collapse-table"
+    collapse_gallery = "collapse-gallery"    # teacher / student / real thumbnails of the clicked class
+    collapse_corr = "collapse-corr"          # seed correspondence: top-1 retrieval against chance
     # session state
     clicked = "clicked"                     # the chosen sample: written by the scatter, read by the panels
     first_ready = "first-ready"             # the request whose first look is in the server cache
@@ -167,5 +181,6 @@ class ID:
     notice = "server-notice"                # what the server refused or could not do, in words
     panel_width = "panel-width"             # the panels' container width in pixels (measured by the page)
     hover_point = "hover-point"             # the scatter's hoverData, when the mouse really moved
+    scatter_view = "scatter-view"           # store: the view the user looks at, {map, x, y, rev} (overview, issue 21)
     step_auto = "step-auto"                 # the step the server put the slider on: {run, step}
 

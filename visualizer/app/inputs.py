@@ -26,6 +26,7 @@ from dash.development.base_component import Component
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict
 
+from visualizer.app import overlays
 from visualizer.app.context import AppContext
 from visualizer.app.ids import ID
 from visualizer.app.ui import MAX_SEED
@@ -115,8 +116,9 @@ def _progress_value(value):
     raise ValueError("expected a step count")
 
 
-def _plot_event(least: int, most: int, rows: int):
-    """A Plotly click, hover or selection: {"points": [...]}, each point's row number (customdata) in the table.
+def _plot_event(least: int, most: int, rows: int, real: int = 0):
+    """A Plotly click, hover or selection: {"points": [...]}, each point's row number (customdata) in the table,
+    or -(i + 1) for real image i of a probe map (`overlays`: `real` is how many the run's maps hold).
 
     Checked by hand, not by a pydantic model: a box selection can hold 100k points, and a model
     copies each of them (0.6 s for 100k, against a few ms here).
@@ -134,17 +136,46 @@ def _plot_event(least: int, most: int, rows: int):
         for i, p in enumerate(points):
             if not isinstance(p, dict):
                 raise ValueError(f"points.{i}: expected an object")
-            if "customdata" in p and (type(p["customdata"]) is not int or not 0 <= p["customdata"] < rows):
-                raise ValueError(f"points.{i}.customdata: expected a row number (0 to {rows - 1})")
+            if "customdata" in p and (type(p["customdata"]) is not int or not -real <= p["customdata"] < rows):
+                raise ValueError(f"points.{i}.customdata: expected a row number (0 to {rows - 1})"
+                                 + (f" or a real image (-{real} to -1)" if real else ""))
             for key in ("curveNumber", "pointNumber", "pointIndex"):
-                if key in p and (type(p[key]) is not int or p[key] < 0):
+                if key in p and not (_index(p[key]) or key != "curveNumber" and _cell(p[key])):
                     raise ValueError(f"points.{i}.{key}: expected a whole number >= 0")
             box = p.get("bbox", {})
             if not isinstance(box, dict) or any(not _finite(box[k]) for k in ("x0", "x1", "y0", "y1") if k in box):
                 raise ValueError(f"points.{i}.bbox: expected finite x0, x1, y0, y1")
+        _geometry(value)
         return value
 
     return Annotated[Any, PlainValidator(check)]
+
+
+MAX_LASSO = 100_000     # vertices of a lasso
+
+
+def _index(v) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _cell(v) -> bool:
+    """A heatmap cell's point number, [row, column] (the overview's hover cells, issue 21)."""
+    return isinstance(v, list) and len(v) == 2 and all(_index(k) for k in v)
+
+
+def _geometry(value: dict) -> None:
+    """A selection's geometry: `range` {x: [a, b], y: [c, d]} and `lassoPoints` {x: [...], y: [...]} of finite
+    numbers (a large map's selection is resolved from it on the server, issue 21)."""
+    box = value.get("range")
+    if box is not None and not (isinstance(box, dict) and all(
+            isinstance(box.get(a), list) and len(box[a]) == 2 and all(_finite(v) for v in box[a]) for a in "xy")):
+        raise ValueError("range: expected {x: [a, b], y: [c, d]} of finite numbers")
+    lasso = value.get("lassoPoints")
+    if lasso is not None and not (isinstance(lasso, dict) and all(
+            isinstance(lasso.get(a), list) and len(lasso[a]) <= MAX_LASSO and all(_finite(v) for v in lasso[a])
+            for a in "xy") and len(lasso["x"]) == len(lasso["y"])):
+        raise ValueError(f"lassoPoints: expected x and y lists of equal length (at most {MAX_LASSO:,}) of finite "
+                         "numbers")
 
 
 def _finite(x) -> bool:
@@ -183,6 +214,7 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
     """{"<component id>.<property>": TypeAdapter} for every property a server callback may read."""
     rows = len(ctx.frame) if ctx.frame is not None else 0
     labels = {c for c, _ in ctx.classes}
+    real = overlays.real_count(ctx)         # real images on a probe map: customdata -real .. -1 (issue 16)
     layers = set(ctx.inspector.layers())
     model_keys = set(ctx.inspector.slots) | set(ctx.model_order)
 
@@ -246,16 +278,23 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
         x: Range | None
         y: Range | None
 
+    class View(TypedDict):
+        __pydantic_config__ = ConfigDict(extra="forbid")
+        map: MapId
+        rev: Annotated[int, Field(strict=True, ge=0, le=10**9)]
+        x: Range | None
+        y: Range | None
+
     class StepAuto(TypedDict):
         __pydantic_config__ = ConfigDict(extra="forbid")
         run: Text
         step: Annotated[int, Field(strict=True, ge=0, le=MAX_STEPS)]
 
     declared: dict[str, Any] = {
-        f"{ID.scatter}.clickData": _plot_event(1, 100, rows),          # the point(s) under the mouse
-        f"{ID.scatter}.hoverData": _plot_event(1, 100, rows),
-        f"{ID.hover_point}.data": _plot_event(1, 100, rows),           # hoverData a moving mouse made (or null)
-        f"{ID.scatter}.selectedData": _plot_event(0, MAX_POINTS, rows),  # a box or lasso: any number
+        f"{ID.scatter}.clickData": _plot_event(1, 100, rows, real),    # the point(s) under the mouse
+        f"{ID.scatter}.hoverData": _plot_event(1, 100, rows, real),
+        f"{ID.hover_point}.data": _plot_event(1, 100, rows, real),     # hoverData a moving mouse made (or null)
+        f"{ID.scatter}.selectedData": _plot_event(0, MAX_POINTS, rows, real),  # a box or lasso: any number
         f"{ID.scatter}.relayoutData": dict[str, Any] | None,
         f"{ID.reduction_arg}.value": Annotated[int, Field(strict=True, ge=0, le=10**6)] | None,
         f"{ID.slider}.value": Annotated[int, Field(strict=True, ge=0, le=MAX_STEPS)] | None,
@@ -273,10 +312,12 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
         f"{ID.edit_region_graph}.selectedData": _plot_event(0, 65_536, 0),  # cells of the region map (no rows)
         f"{ID.map_choice}.data": MapId | None,                          # the map shown (issue 19, explore)
         f"{ID.map_zoom}.data": Zoom | None,
+        f"{ID.scatter_view}.data": View | None,                         # the view shown (issue 21, overview)
         f"{ID.found}.data": Annotated[list[Row], Field(max_length=MAX_POINTS)] | None,
         f"{ID.find_text}.n_submit": NClicks,
         f"{ID.neighbours}.data": Neighbours | None,
         f"{ID.neighbour_pick}.data": NeighbourPick | None,    # a neighbour's card clicked: its row
+        f"{ID.collapse_chart}.clickData": _plot_event(1, 10, max(labels, default=0) + 1),  # a class's bar (issue 16)
     }
     for ident, (values, multi) in options_in(layout).items():   # the controls with options
         one = Annotated[Any, AfterValidator(_one_of(values, f"one of the options of {ident}"))]

@@ -31,7 +31,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 from plotly.colors import qualitative
 
-from visualizer.app import explore
+from visualizer.app import explore, overlays, overview
 from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.thumbs import thumb_url
@@ -125,17 +125,20 @@ def scatter_figure(
     model_order: Sequence[str] | None = None,
     highlight: Sequence[int] | None = None,
     palette: str = "default",
+    visible_classes: Sequence[int] | None = None,
 ) -> go.Figure:
     """WebGL scatter of the embeddings; every point carries its row number (frame position) as customdata.
 
     Hover labels are off: the app shows its own tooltip with the thumbnail. The model order fixes
     each model's symbol and colour, so they do not change when models are hidden. `highlight`: the
-    classes to colour (the rest grey, drawn underneath); `palette`: a key of PALETTES.
+    classes to colour (the rest grey, drawn underneath); `palette`: a key of PALETTES. `visible_classes`: the
+    classes the colours are chosen for (default: those of the rows drawn; a large map's zoomed-in markers pass
+    all its visible classes, so they keep the overview's colours).
     """
     order = list(model_order or dict.fromkeys(frame["model"]))
     style = _model_style(order)
     rows = filter_rows(frame, classes, models)
-    visible = sorted(int(v) for v in rows["class_label"].unique())
+    visible = sorted(int(v) for v in (rows["class_label"].unique() if visible_classes is None else visible_classes))
     colours, note = class_colours(visible, highlight, palette)
     picked = [v for v in dict.fromkeys(int(h) for h in highlight or []) if v in set(visible)]
     traces: list[go.Scattergl] = []
@@ -273,16 +276,77 @@ def layout(info: LayoutInfo) -> list:
 # -- callbacks ----------------------------------------------------------------------------------------
 
 def draw(c: AppContext, colour_by, classes, models, link, highlight=None, palette="default", map_id=None, found=None,
-         zoom=None, ready=None, step=None) -> go.Figure:
+         zoom=None, ready=None, step=None, contours=None, view=None) -> go.Figure:
     """The scatter for the chosen colouring, classes, models, seed links, coloured classes and palette, on the
     chosen map (`map-choice`), with the page's found points, zoom and teacher trajectory (`explore.decorate`:
-    always the last three traces). `map_id` None (a caller outside the page): the main map, undecorated."""
+    always the last three traces). `map_id` None (a caller outside the page): the main map, undecorated. Before
+    those: the map's real images and, with `contours` ["on"], each model's density contours (`overlays`).
+    More visible points than the context's `exact_limit`: the overview image of the `view` (the `scatter-view`
+    store), or the markers of a view that holds at most the limit (`_large_map`, `visualizer.app.overview`)."""
     if c.frame is None:
         return empty_figure("no embeddings loaded: start with --embeddings CSV", 400)
     frame = explore.map_frame(c, map_id)
-    fig = scatter_figure(frame, colour_by, classes, models, bool(link), c.model_order, highlight,
-                         palette if palette in PALETTES else "default")
+    fig = _large_map(c, frame, colour_by, classes, models, link, highlight, palette, map_id, view)
+    if fig is None and _view_only():
+        raise PreventUpdate          # a small map's markers are all drawn: a zoom changes nothing here
+    if fig is None:
+        fig = scatter_figure(frame, colour_by, classes, models, bool(link), c.model_order, highlight,
+                             palette if palette in PALETTES else "default")
+    fig.add_traces(overlays.traces(c, frame, map_id, models, classes, contours,
+                                   {m: s[0] for m, s in _model_style(c.model_order).items()}))
     return fig if map_id is None else explore.decorate(c, fig, frame, map_id, found, zoom, ready, step)
+
+
+def _view_only() -> bool:
+    """True when the scatter-view store alone triggered this callback (a zoom or pan); False outside Dash."""
+    try:
+        ids = dash.ctx.triggered_prop_ids
+    except Exception:  # noqa: BLE001 - no callback context: a direct call
+        return False
+    return bool(ids) and all(k == f"{ID.scatter_view}.data" for k in ids)
+
+
+def _large_map(c: AppContext, frame: pd.DataFrame, colour_by, classes, models, link, highlight, palette, map_id,
+               view) -> go.Figure | None:
+    """None when the visible points fit as markers (drawn as ever); else the markers of a view holding at most
+    `c.exact_limit` of them (and a margin around it), or the overview image of the view (issue 21)."""
+    rows = filter_rows(frame, classes, models)
+    if not overview.overview_needed(c, len(rows)):
+        return None
+    palette = palette if palette in PALETTES else "default"
+    x, y = rows["umap_x"].to_numpy(float), rows["umap_y"].to_numpy(float)
+    v = overview.view_of(view, explore.current_map(c, map_id), overview.View.around(x, y))
+    visible = sorted(int(k) for k in rows["class_label"].unique())
+    if v is not None:
+        near = v.grown(overview.MARGIN).holds(x, y)
+        if int(near.sum()) <= c.exact_limit:
+            fig = scatter_figure(rows[near], colour_by, classes, models, bool(link), c.model_order, highlight, palette,
+                                 visible_classes=visible)
+            fig.update_layout(title_text=f"{int(near.sum()):,} points around this view, of {len(rows):,} shown "
+                                         f"({len(frame):,} in all) · markers: zoom out for the overview")
+            fig.update_xaxes(range=[v.x0, v.x1], autorange=False)
+            fig.update_yaxes(range=[v.y0, v.y1], autorange=False)
+            return fig
+    order = list(c.model_order or dict.fromkeys(frame["model"]))
+    note = "; seed links are drawn with the markers (zoom in)" if link else ""
+    if colour_by == "sigma":
+        logs = np.log10(rows["sigma"].clip(lower=1e-6).to_numpy())
+        low, high = float(logs.min()), float(max(logs.max(), logs.min() + 1e-6))
+        return overview.figure(rows, len(frame), v, None, None, sigma=(logs, low, high), note=note,
+                               limit=c.exact_limit)
+    if colour_by == "model":
+        style = _model_style(order)
+        colour_of = {m: style[m][0] for m in order}
+        codes, colours = overview.colour_codes(rows["model"].to_numpy(), colour_of, order)
+        legend = [(m, colour_of[m]) for m in order if models is None or m in models]
+        return overview.figure(rows, len(frame), v, codes, colours, legend, note=note, limit=c.exact_limit)
+    colour_of, extra = class_colours(visible, highlight, palette)
+    picked = [p for p in dict.fromkeys(int(h) for h in highlight or []) if p in set(visible)]
+    layered = [k for k in visible if k not in set(picked)] + picked          # picked classes on top
+    codes, colours = overview.colour_codes(rows["class_label"].to_numpy(), colour_of, layered)
+    named = picked or (visible if len(visible) <= MAX_LEGEND_CLASSES and not extra else [])
+    legend = [(f"{k} · {c.class_name(k)}", colour_of[k]) for k in named]
+    return overview.figure(rows, len(frame), v, codes, colours, legend, note=extra + note, limit=c.exact_limit)
 
 
 def hover(c: AppContext, hover_data) -> tuple:
@@ -290,7 +354,8 @@ def hover(c: AppContext, hover_data) -> tuple:
     point = (hover_data or {}).get("points", [{}])[0]
     r = c.row(point.get("customdata"))
     if r is None:
-        return False, no_update, no_update
+        card = overlays.real_card(c, point.get("customdata"))      # a real image on a probe map, or nothing
+        return (True, point.get("bbox", TOOLTIP_FALLBACK_BBOX), card) if card else (False, no_update, no_update)
     return True, point.get("bbox", TOOLTIP_FALLBACK_BBOX), hover_card(r, thumb_url(r["image_path"]))
 
 
@@ -355,7 +420,8 @@ def register(app: dash.Dash, c: AppContext) -> None:
                  Input(ID.model_toggle, "value"), Input(ID.link_seeds, "value"), Input(ID.class_highlight, "value"),
                  Input(ID.palette, "value"), Input(ID.map_choice, "data"), Input(ID.found, "data"),
                  Input(ID.map_zoom, "data"), State(ID.trajectory_ready, "data"),
-                 State(ID.slider, "value"))(bind(draw, c))
+                 State(ID.slider, "value"), Input(ID.density_toggle, "value"),
+                 Input(ID.scatter_view, "data"))(bind(draw, c))
     app.clientside_callback(HOVER_JS, Output(ID.hover_point, "data"), Input(ID.scatter, "hoverData"))
     app.callback(Output(ID.tooltip, "show"), Output(ID.tooltip, "bbox"), Output(ID.tooltip, "children"),
                  Input(ID.hover_point, "data"))(bind(hover, c))

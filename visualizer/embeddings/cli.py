@@ -35,6 +35,7 @@ from visualizer.embeddings.spec import (
     parse_steps,
     seeds_from_args,
 )
+from visualizer.metrics.diversity_cli import PROBE_HELP
 
 D = EmbedConfig.defaults()        # every default comes from the config the pipeline runs with
 RUNS_DIR = Path("data", "runs")   # relative to the current folder, like `download`'s checkpoints/
@@ -95,6 +96,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="main (default): one UMAP of all recorded layers; per-layer: also one map per layer and "
                         "step (that layer's PCA features of the rows at that step), in maps/ and listed in the "
                         "sidecar. Rerunning a finished run with it adds the maps without recomputing activations")
+    g.add_argument("--probe", metavar="PROBE",
+                   help="also make a probe map of the final images (teacher finals, student outputs, and real images "
+                        "with --real) through one probe: " + PROBE_HELP + "; stored as map 'probe' in maps/ and "
+                        "the sidecar, its features in probe/")
+    g.add_argument("--real", metavar="PATH", help="with --probe: real images on the probe map, an .npz (images, "
+                   "labels) or a folder of class folders; 'digits': the demo's held-out digits")
+    g.add_argument("--real-count", type=int, metavar="N", help="with --real: at most N real images (a seeded random "
+                   "draw; for 'digits', N renderings; default all)")
+    g.add_argument("--probe-only", action="store_true", help="with --probe: add the probe map to the finished run in "
+                   "--out without sampling or reducing anything else")
     g.add_argument("--random-state", type=int, default=D["random_state"], metavar="S",
                    help=f"seed of the PCA subsample, the randomized SVD and UMAP (default {D['random_state']})")
     g = parser.add_argument_group("output")
@@ -156,11 +167,37 @@ def _short_name(checkpoint: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from visualizer.embeddings.pipeline import run_embed
+    from visualizer.errors import UserError
 
+    if (args.real is not None or args.real_count is not None or args.probe_only) and args.probe is None:
+        raise UserError("--real, --real-count and --probe-only go with --probe")
+    if args.real_count is not None and args.real_count < 1:
+        raise UserError(f"--real-count must be >= 1, got {args.real_count}")
+    if args.probe_only:
+        if args.out is None:
+            raise UserError("--probe-only needs --out: the finished run folder to add the probe map to")
+        return add_probe(args, args.out)
     cfg = config_from_args(args)
     if args.out is None and os.environ.get("RANK", "0") == "0":
         print(f"embed: no --out given; writing to {cfg.out} (the same command resumes it there)", flush=True)
     summary = run_embed(cfg)
     if summary is not None:
         print(summary.table())
+        if args.probe is not None:
+            add_probe(args, Path(cfg.out))
+    return 0
+
+
+def add_probe(args: argparse.Namespace, out: Path) -> int:
+    """The probe map (`visualizer.metrics.probe_map`) of the run in `out`, with the run's reduction settings."""
+    from visualizer.metrics.probe_map import add_probe_map
+
+    entry = add_probe_map(out, args.probe, real=args.real, real_count=args.real_count, device=args.device,
+                          pca_dims=args.pca_dims, n_neighbors=args.n_neighbors, min_dist=args.min_dist,
+                          random_state=args.random_state, umap_backend=args.umap_backend,
+                          progress=not args.no_progress)
+    real = entry.get("real")
+    print(f"probe map: {entry['rows']:,} final images" + (f" and {real['count']:,} real images" if real else "")
+          + f" through {entry['probe']['describe']} -> {out / entry['file']} "
+          f"({entry['seconds']['total']:.1f} s, of which the probe {entry['seconds']['probe']:.1f} s)")
     return 0

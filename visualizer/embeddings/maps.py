@@ -34,6 +34,20 @@ MAIN = "main"          # the id of the main map (the CSV's own coordinates) wher
 
 
 @dataclass(frozen=True)
+class RealSet:
+    """Real images on a probe map: their positions, classes and thumbnails (relative to the run folder)."""
+
+    xy: np.ndarray             # float32 [count, 2]
+    labels: np.ndarray         # int64 [count]
+    thumbnails: str            # e.g. "thumbs/real/{index}.png"
+    features: str              # the probe features file, float16 [count, dims]
+    source: str
+
+    def thumbnail(self, index: int) -> str:
+        return self.thumbnails.format(index=int(index))
+
+
+@dataclass(frozen=True)
 class MapInfo:
     """One map a run holds: what it embeds, and its coordinates (NaN for rows it does not hold)."""
 
@@ -43,6 +57,12 @@ class MapInfo:
     layers: tuple[str, ...]
     steps: tuple[int, ...] | None    # None: every recorded step
     xy: np.ndarray             # float32 [table rows, 2]
+    probe: dict | None = None  # a probe map (`embed --probe`): the sidecar's `probe` entry (spec, features file)
+    real: RealSet | None = None
+
+    @property
+    def is_probe(self) -> bool:
+        return self.probe is not None
 
     @property
     def rows(self) -> np.ndarray:
@@ -142,12 +162,51 @@ def read_maps(root: Path, sidecar: Mapping, frame: pd.DataFrame, sidecar_file: P
             raise UserError(f"{path}: coordinates must be finite, or NaN on both axes for rows the map does not hold")
         if int(finite[:, 0].sum()) != entry["rows"]:
             raise UserError(f"{path}: holds {int(finite[:, 0].sum())} rows, the sidecar says {entry['rows']}")
-        unknown = [n for n in entry["layers"] if n not in layers]
+        unknown = [n for n in entry["layers"] if n not in layers]   # a probe map names none
         if unknown:
             raise UserError(f"{field('layers')}: {unknown} are not among the run's layers {layers}")
+        real = _read_real(root, entry["real"], lambda n, f=field: f(f"real.{n}")) if entry.get("real") else None
+        if entry.get("probe"):
+            _inside(root, entry["probe"]["features"], field("probe.features"))
         out.append(MapInfo(entry["id"], entry["name"], entry.get("about") or entry["name"], tuple(entry["layers"]),
-                           tuple(entry["steps"]) if entry.get("steps") is not None else None, xy))
+                           tuple(entry["steps"]) if entry.get("steps") is not None else None, xy,
+                           entry.get("probe"), real))
     return out
+
+
+def _read_real(root: Path, entry: Mapping, field: Callable[[str], str]) -> RealSet:
+    """A probe map's real points: positions float32 [count, 2], finite; classes integer [count], >= 0."""
+    path = _inside(root, entry["file"], field("file"))
+    lpath = _inside(root, entry["labels"], field("labels"))
+    _inside(root, entry["features"], field("features"))
+    count = int(entry["count"])
+    try:
+        xy = np.load(path, allow_pickle=False)
+        labels = np.load(lpath, allow_pickle=False)
+    except FileNotFoundError as e:
+        raise UserError(f"{e.filename}: missing; the sidecar lists it in {field('file')}") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{field('file')}: not a plain .npy array ({e})") from None
+    if xy.dtype != np.float32 or xy.shape != (count, 2) or not np.isfinite(xy).all():
+        raise UserError(f"{path}: expected finite float32 [{count}, 2], got {xy.dtype} {list(xy.shape)}")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (count,) or (labels < 0).any():
+        raise UserError(f"{lpath}: expected {count} class indices >= 0, got {labels.dtype} {list(labels.shape)}")
+    return RealSet(np.array(xy), labels.astype(np.int64), entry["thumbnails"], entry["features"],
+                   entry.get("source") or "real images")
+
+
+def read_features(root: Path, relative: str, rows: int) -> np.ndarray:
+    """A probe features file (float16 [rows, dims], no pickle) inside the run folder, as float32."""
+    path = _inside(root, relative, "probe features")
+    try:
+        x = np.load(path, allow_pickle=False, mmap_mode="r")
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; the sidecar lists it as probe features") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: not a plain .npy array ({e})") from None
+    if x.ndim != 2 or len(x) != rows or x.dtype not in (np.float16, np.float32):
+        raise UserError(f"{path}: expected float16 [{rows}, dims], got {x.dtype} {list(x.shape)}")
+    return np.asarray(x, dtype=np.float32)
 
 
 def _inside(root: Path, relative: str, field: str) -> Path:

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from visualizer.errors import UserError
 
@@ -31,6 +31,7 @@ MAX_CHANNELS = 64
 MAX_MODELS = 64
 MAX_LAYERS = 4096
 MAX_MAPS = 4096               # per-layer and per-step maps (`embed --maps per-layer`)
+MAX_REAL = 1_000_000          # real images on a probe map (`embed --probe --real`)
 SEED_LIMIT = 2**32            # the reference sampler seeds one generator per image with seed % 2^32
 REQUIRED_KEYS = ("schema_version", "models", "layers")
 
@@ -95,16 +96,53 @@ class Steps(_Strict):
     by_model: dict[Key, Annotated[list[Step], Field(max_length=MAX_NUM_STEPS)]] | None = None
 
 
+RunFile = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*$")]
+
+
+class ProbeEntry(_Strict):
+    """What a probe map embeds (`embed --probe`, `visualizer.metrics.probe_map`): the probe and its features,
+    float16 [table rows, dims] in `features` (NaN on the rows the map does not hold)."""
+
+    spec: Name
+    describe: Text
+    features: RunFile
+    dims: Annotated[int, Field(ge=1, le=1 << 20)]
+
+
+class RealPoints(_Strict):
+    """Real images on a probe map: positions [count, 2] in `file`, classes [count] in `labels`, probe features
+    [count, dims] in `features`, one PNG each at `thumbnails` with {index} filled in."""
+
+    file: RunFile
+    labels: RunFile
+    features: RunFile
+    thumbnails: Annotated[str, StringConstraints(min_length=1, max_length=512,
+                                                 pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*\{index\}\.png$")]
+    count: Annotated[int, Field(ge=1, le=MAX_REAL)]
+    source: Text | None = None
+
+
 class MapEntry(_Strict):
-    """One per-layer/per-step map (`visualizer.embeddings.maps`): its coordinates live in `file`."""
+    """One extra map (`visualizer.embeddings.maps`): its coordinates live in `file`. A per-layer map names its
+    layers; a probe map (`probe` set) embeds final images and names none, and may carry real images."""
 
     id: Key
     name: Name
-    layers: Annotated[list[Name], Field(min_length=1, max_length=MAX_LAYERS)]
+    layers: Annotated[list[Name], Field(max_length=MAX_LAYERS)]
     steps: Annotated[list[Step], Field(max_length=MAX_NUM_STEPS)] | None = None
     rows: Count
-    file: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*$")]
+    file: RunFile
     about: Text | None = None
+    probe: ProbeEntry | None = None
+    real: RealPoints | None = None
+
+    @model_validator(mode="after")
+    def _layers_or_probe(self) -> MapEntry:
+        if not self.layers and self.probe is None:
+            raise ValueError("a map names at least one layer, or is a probe map")
+        if self.real is not None and self.probe is None:
+            raise ValueError("real images appear on probe maps only")
+        return self
 
 
 class Sidecar(_Strict):

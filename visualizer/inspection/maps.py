@@ -154,6 +154,9 @@ class RunMaps:
     def place(self, map_id: str, trajectory: Trajectory, key: tuple = ()) -> Placed:
         """Each step of `trajectory` on map `map_id` (cached under `key`, the trajectory's own cache key)."""
         m = self.get(map_id)
+        if m.is_probe:
+            raise UserError("the probe map embeds final images through the probe, not the run's layers: the "
+                            "teacher's steps are placed on the main and per-layer maps")
         cache_key = (m.id, key) if key else None
         if cache_key is not None and cache_key in self._placed:
             return self._placed[cache_key]

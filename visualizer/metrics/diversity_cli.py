@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 OUT_DIR = Path("data", "diversity")
-DEFAULT_PROBE_SIGMA = 0.5
+# The probe's spec (`probe.parse_probe`), for every command that takes --probe (no torch import for --help).
+PROBE_HELP = ("digits (the demo's digit classifier), or network[:LAYER][@SIGMA] (the teacher network on x0 + "
+              "sigma*eps, seeded; default layer: the bottleneck, sigma 0.5); auto: digits for the demo, else network")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,9 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default="0-999", metavar="RANGES", help="seeds to generate (default 0-999)")
     parser.add_argument("--real", metavar="PATH", help="real images: .npz (images, labels) or a folder of class "
                         "folders (default for the demo: its held-out digits; elsewhere none)")
-    parser.add_argument("--probe", default="auto", metavar="PROBE",
-                        help="digits, or network[:LAYER][@SIGMA] (the teacher; default layer: the bottleneck, "
-                             f"sigma {DEFAULT_PROBE_SIGMA}); auto: digits for the demo, else network")
+    parser.add_argument("--probe", default="auto", metavar="PROBE", help=PROBE_HELP)
     parser.add_argument("--splits", type=int, default=5, metavar="S", help="disjoint seed sets for the spread "
                         "(default 5)")
     parser.add_argument("--k", type=int, default=5, metavar="K", help="k of the k-NN balls (default 5)")
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from visualizer.embeddings.spec import parse_seeds
     from visualizer.errors import UserError
     from visualizer.metrics import sample_sets
+    from visualizer.metrics.probe import parse_probe
     from visualizer.metrics.runs import EmbedRun
 
     if args.splits < 1 or args.k < 1 or args.batch < 1:
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     teacher, student = source.open_adapter(t_key, args.device), source.open_adapter(s_key, args.device)
     settings = teacher.sampler_settings(args.preset, args.num_steps) if args.preset or args.num_steps else \
         source.sampler_settings(t_key, teacher)
-    probe = _probe(args.probe, is_demo, teacher)
+    probe = parse_probe(args.probe, teacher, is_demo)
 
     start = time.perf_counter()
     sets = {"teacher": sample_sets.generate(teacher, seeds, name="teacher", settings=settings, batch=args.batch),
@@ -96,48 +97,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _probe(text: str, is_demo: bool, teacher):
-    from visualizer.errors import UserError
-    from visualizer.metrics.probe import NetworkProbe, digit_probe
-    from visualizer.models.layer_names import BOTTLENECK
-
-    if text == "digits" or (text == "auto" and is_demo):
-        return digit_probe(teacher.device)
-    if text == "auto":
-        text = "network"
-    if not text.startswith("network"):
-        raise UserError(f"--probe {text!r}: expected digits or network[:LAYER][@SIGMA]")
-    rest = text[len("network"):]
-    sigma = DEFAULT_PROBE_SIGMA
-    if "@" in rest:
-        rest, _, s = rest.partition("@")
-        try:
-            sigma = float(s)
-        except ValueError:
-            raise UserError(f"--probe {text!r}: sigma {s!r} is not a number") from None
-    layer = rest.lstrip(":") or BOTTLENECK
-    return NetworkProbe(teacher, layer, sigma=sigma)
-
-
 def _real(path: str | None, is_demo: bool, resolution: int, n: int):
     from visualizer.metrics import sample_sets
 
     if path is not None:
         return sample_sets.load_real(path, resolution=resolution)
-    if not is_demo:
-        return None
-    import numpy as np
-    import torch
-
-    from visualizer.digits.dataset import load_split
-
-    held = load_split("held_out")
-    repeats = max(1, -(-n // len(held)))          # as many renderings as generated samples
-    images, labels = held.fixed(seed=2, repeats=repeats)
-    images = ((images[:n] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return sample_sets.SampleSet("real", images, labels[:n].numpy().astype(np.int64), None,
-                                 f"the demo's held-out digits ({len(held)} shapes, each rendered {repeats} times in "
-                                 "random colours and poses)")
+    return sample_sets.held_out_digits(n) if is_demo else None
 
 
 def _fmt(score: dict) -> str:

@@ -27,6 +27,7 @@ from visualizer.errors import UserError
 from visualizer.trace.capture import capture
 
 BATCH = 256
+DEFAULT_SIGMA = 0.5          # network probes: the noise level when the spec names none (diversity_cli.PROBE_HELP)
 
 
 def as_float_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -115,3 +116,28 @@ def digit_probe(device: torch.device | str = "cpu") -> ClassifierProbe:
 
     net = load_classifier(device=device).eval()
     return ClassifierProbe(net.features, "the demo's digit classifier", device)
+
+
+def parse_probe(text: str, teacher: DiffusionAdapter, is_demo: bool, device: torch.device | str | None = None):
+    """The probe a command line names (`--probe`, shared by `diversity` and `embed`): `digits`, `auto`, or
+    `network[:LAYER][@SIGMA]` on `teacher`; anything else is a UserError that says what is expected."""
+    from visualizer.models.layer_names import BOTTLENECK
+
+    if text == "digits" or (text == "auto" and is_demo):
+        return digit_probe(device if device is not None else teacher.device)
+    if text == "auto":
+        text = "network"
+    if not text.startswith("network"):
+        raise UserError(f"--probe {text!r}: expected digits or network[:LAYER][@SIGMA]")
+    rest = text[len("network"):]
+    sigma = DEFAULT_SIGMA
+    if "@" in rest:
+        rest, _, s = rest.partition("@")
+        try:
+            sigma = float(s)
+        except ValueError:
+            raise UserError(f"--probe {text!r}: sigma {s!r} is not a number") from None
+    if rest and not rest.startswith(":"):
+        raise UserError(f"--probe {text!r}: expected digits or network[:LAYER][@SIGMA]")
+    layer = rest[1:] or BOTTLENECK
+    return NetworkProbe(teacher, layer, sigma=sigma)

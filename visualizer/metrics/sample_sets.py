@@ -84,6 +84,23 @@ def load_real(path: str | Path, *, resolution: int | None = None, max_images: in
     return SampleSet("real", images, labels.astype(np.int64), None, str(path))
 
 
+def held_out_digits(n: int | None = None, *, seed: int = 2) -> SampleSet:
+    """The demo's held-out digits (never trained on), rendered in random colours and poses (seeded): `n` images,
+    each shape rendered as many times as needed (every shape once when `n` is None)."""
+    import torch
+
+    from visualizer.digits.dataset import load_split
+
+    held = load_split("held_out")
+    n = len(held) if n is None else int(n)
+    repeats = max(1, -(-n // len(held)))
+    images, labels = held.fixed(seed=seed, repeats=repeats)
+    images = ((images[:n] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return SampleSet("real", images, labels[:n].numpy().astype(np.int64), None,
+                     f"the demo's held-out digits ({len(held)} shapes, each rendered {repeats} time(s) in random "
+                     "colours and poses)")
+
+
 def _from_npz(path: Path, max_images: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
