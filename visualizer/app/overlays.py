@@ -7,9 +7,9 @@
   nothing to regenerate).
 - **Density contours** ("density contours" toggle): per visible model, the contours of a smoothed 2-D
   histogram of its points on the current map (numpy's histogram2d, scipy's gaussian_filter with Scott's
-  bandwidth), drawn at the levels that enclose 20%, 50% and 80% of that model's points, in the model's
-  colour. Descriptive: where each model's points concentrate on this 2-D layout, which distorts
-  distances (UMAP), so compare the shapes, not the areas.
+  bandwidth, at most 2% of the map's width), drawn at the levels that enclose 20%, 50% and 80% of that
+  model's points, in the model's colour. Descriptive: where each model's points concentrate on this 2-D
+  layout, which distorts distances (UMAP), so compare the shapes, not the areas.
 
 `traces(...)` returns the traces the scatter's `draw` adds before `explore.decorate` (whose three traces
 stay last).
@@ -34,6 +34,7 @@ from visualizer.embeddings.maps import RealSet
 
 GRID = 96                     # histogram cells per axis
 MASS = (0.2, 0.5, 0.8)        # each contour encloses this share of the model's points
+MAX_SMOOTH = 2.0              # the Gaussian's sd, in cells, at most (2% of the map's width)
 REAL_COLOUR = "#111111"
 DENSITY = "density"
 
@@ -109,13 +110,15 @@ def show_real(c: AppContext, click) -> list:
 
 def density_grid(xy: np.ndarray, extent: np.ndarray, grid: int = GRID) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x centres, y centres, z [y, x]) of a Gaussian-smoothed 2-D histogram of `xy` over `extent`
-    ([[xmin, ymin], [xmax, ymax]]), z summing to 1; the bandwidth is Scott's rule, n^(-1/6) sd per axis."""
+    ([[xmin, ymin], [xmax, ymax]]), z summing to 1; the bandwidth is Scott's rule, n^(-1/6) sd per axis, at most
+    MAX_SMOOTH cells."""
     xy = np.asarray(xy, float)
     edges = [np.linspace(extent[0][k], extent[1][k], grid + 1) for k in range(2)]
     counts, _, _ = np.histogram2d(xy[:, 0], xy[:, 1], bins=edges)
     cell = (np.asarray(extent[1], float) - np.asarray(extent[0], float)) / grid
     sd = xy.std(0) if len(xy) > 1 else cell
-    sigma = np.maximum(len(xy) ** (-1 / 6) * sd / np.maximum(cell, 1e-12), 0.5)
+    # Scott's rule over the whole map oversmooths a map of separate clusters into one blob: at most MAX_SMOOTH cells
+    sigma = np.clip(len(xy) ** (-1 / 6) * sd / np.maximum(cell, 1e-12), 0.5, MAX_SMOOTH)
     z = gaussian_filter(counts, sigma=sigma, mode="constant").T
     z = z / max(z.sum(), 1e-12)
     centres = [(e[:-1] + e[1:]) / 2 for e in edges]
@@ -152,6 +155,7 @@ def density_traces(frame: pd.DataFrame, models: Sequence[str] | None, model_colo
             x=x, y=y, z=enclosed_mass(z), name=f"{model} {DENSITY} ({', '.join(f'{m:.0%}' for m in MASS)})",
             contours=dict(coloring="lines", start=MASS[0], end=MASS[-1], size=MASS[1] - MASS[0], showlabels=False),
             line=dict(color=model_colours[model], width=2), showscale=False, hoverinfo="skip", showlegend=True,
+            colorscale=[[0, model_colours[model]], [1, model_colours[model]]],     # "lines" colours by the scale
             legendgroup=f"{DENSITY}-{model}"))
     return out
 
