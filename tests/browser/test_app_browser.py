@@ -176,6 +176,9 @@ def test_scale_100k_points_load_and_click(dash_duo, tmp_path, checkpoints):
                        device="cpu", preset="fid", num_steps=4)
     app = create_app(load(config))
     assert len(app.visualizer.frame) == 100_000
+    # every point as a WebGL marker, as before issue 21 (whose overview image starts above 50k points by
+    # default; tests/browser/test_large_map_browser.py drives that)
+    app.visualizer.exact_limit = 100_000
     start(dash_duo, app)
     # load to interactive, measured on a fresh page load: all 100k points drawn and the plot ready for input
     url = dash_duo.server_url

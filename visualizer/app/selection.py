@@ -4,8 +4,11 @@ Layout: one box with the summary line, the export button, the gallery with its p
 "121-240 of 873") and the class-counts chart. Figures: `gallery` (thumbnail cards, each saying which
 model drew it: teacher or student) and `class_counts_figure`. Callbacks, each `fn(ctx, *inputs)`:
 
-- `select(ctx, selected)`: the scatter's selectedData -> (the tab's `selection` store of row
-  numbers, class counts, summary, export button disabled?);
+- `select(ctx, selected, classes, models, map_id)`: the scatter's selectedData -> (the tab's `selection`
+  store of row numbers, class counts, summary, export button disabled?). The rows are the selected
+  markers' customdata; a large map's overview image has no markers, so there the rows inside the box
+  or lasso (selectedData's `range` / `lassoPoints`) among the visible points of the map (class filter,
+  model toggle) are found on the server (`inspection.density`, issue 21);
 - `page(ctx, trigger, rows, _prev, _next, shown)`: the gallery's page of PAGE_SIZE thumbnails (the first
   one for a new selection), the pager's line and buttons;
 - `export_csv(ctx, n_clicks, rows)`: the selected rows of the table as `selection.csv`.
@@ -18,14 +21,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import dash
+import numpy as np
 import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
+from visualizer.app import explore
 from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.thumbs import thumb_url
 from visualizer.app.ui import BOX, SMALL, empty_figure
+from visualizer.inspection.density import in_box, in_lasso
 
 MAX_COUNTED_CLASSES = 30     # the class-counts chart shows the most frequent ones
 PAGE_SIZE = 120              # thumbnails per gallery page
@@ -96,9 +102,35 @@ def layout(info: LayoutInfo) -> list:
 
 # -- callbacks ----------------------------------------------------------------------------------------
 
-def select(c: AppContext, selected) -> tuple:
+def geometry_rows(c: AppContext, selected, classes=None, models=None, map_id=None) -> list[int]:
+    """Table rows inside a selection's box (`range`) or lasso (`lassoPoints`) among the visible points of the
+    map: what an overview image's selection holds (issue 21). [] without geometry or on a small map, whose
+    markers are all drawn (their customdata says what was selected)."""
+    selected = selected or {}
+    if c.frame is None or not (selected.get("range") or selected.get("lassoPoints")):
+        return []
+    frame = explore.map_frame(c, map_id)
+    keep = np.ones(len(frame), bool)
+    if classes:
+        keep &= frame["class_label"].isin([int(k) for k in classes]).to_numpy()
+    if models is not None:
+        keep &= frame["model"].isin(list(models)).to_numpy()
+    if int(keep.sum()) <= c.exact_limit:
+        return []
+    x, y = frame["umap_x"].to_numpy(float), frame["umap_y"].to_numpy(float)
+    if selected.get("lassoPoints"):
+        lasso = selected["lassoPoints"]
+        keep &= in_lasso(x, y, lasso["x"], lasso["y"])
+    else:
+        keep &= in_box(x, y, selected["range"]["x"], selected["range"]["y"])
+    return frame.index.to_numpy()[keep].tolist()
+
+
+def select(c: AppContext, selected, classes=None, models=None, map_id=None) -> tuple:
     """(rows, class counts, summary, export disabled) for the scatter's box or lasso selection."""
     rows = c.valid_rows(p.get("customdata") for p in (selected or {}).get("points", []))
+    if not rows:
+        rows = geometry_rows(c, selected, classes, models, map_id)
     if not rows:
         return [], empty_figure("class counts of the selection", 160), "Nothing selected.", True
     picked = c.frame.iloc[rows]
@@ -146,7 +178,8 @@ def export_csv(c: AppContext, _n, rows) -> dict:
 def register(app: dash.Dash, c: AppContext) -> None:
     app.callback(Output(ID.selection, "data"), Output(ID.class_counts, "figure"),
                  Output(ID.selection_summary, "children"), Output(ID.export_csv, "disabled"),
-                 Input(ID.scatter, "selectedData"), prevent_initial_call=True)(bind(select, c))
+                 Input(ID.scatter, "selectedData"), State(ID.class_filter, "value"), State(ID.model_toggle, "value"),
+                 State(ID.map_choice, "data"), prevent_initial_call=True)(bind(select, c))
     app.callback(Output(ID.gallery, "children"), Output(ID.gallery_page, "data"), Output(ID.gallery_pager, "children"),
                  Output(ID.gallery_prev, "disabled"), Output(ID.gallery_next, "disabled"),
                  Input(ID.selection, "data"), Input(ID.gallery_prev, "n_clicks"), Input(ID.gallery_next, "n_clicks"),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import dash
 
-from visualizer.app import access, guard
+from visualizer.app import access, guard, overview
 from visualizer.app.config import AppState
 from visualizer.app.context import build_context, layout_info
 from visualizer.app.inputs import property_types
@@ -41,6 +41,8 @@ def create_app(state: AppState, *, cache: LRUCache | None = None,
         manager.notify = lambda message: guard.notify(public(message))
     errors: list[Exception] = []
     ctx = build_context(state, cache, jobs=manager)
+    if ctx.frame is not None and len(ctx.frame) > ctx.exact_limit:
+        overview.warm_up()       # datashader's compilation before the first page, not during it (issue 21)
     app = dash.Dash(__name__, title="visualizer", background_callback_manager=manager, assets_folder=str(ASSETS),
                     update_title=None, suppress_callback_exceptions=False,
                     on_error=guard.error_handler(errors, public))

@@ -357,8 +357,10 @@ def reduce_frame(plan: Plan, folder: RunFolder, frame: pd.DataFrame) -> tuple[np
         bases.append(basis)
         del stores
     features = np.concatenate(blocks, axis=1)
+    if cfg.progress:
+        print(f"UMAP of {len(features):,} rows x {features.shape[1]} PCA features ...", file=sys.stderr, flush=True)
     xy, used_neighbors, backend = run_umap(features, cfg.n_neighbors, cfg.min_dist, cfg.random_state,
-                                           cfg.umap_backend)
+                                           cfg.umap_backend, progress=cfg.progress)
     fit_rows = min(len(frame), cfg.pca_fit_rows)
     pca = {"method": "sklearn PCA(svd_solver='randomized') fitted on a random subsample of rows, all rows "
                      "projected in chunks", "dims": cfg.pca_dims, "fit_rows": fit_rows,
@@ -374,7 +376,8 @@ def reduce_frame(plan: Plan, folder: RunFolder, frame: pd.DataFrame) -> tuple[np
     if cfg.maps == "per-layer":
         entries, coords = make_maps(
             frame, features, {b.name: int(b.components.shape[0]) for b in bases},
-            lambda f: run_umap(f, cfg.n_neighbors, cfg.min_dist, cfg.random_state, cfg.umap_backend)[0],
+            lambda f: run_umap(f, cfg.n_neighbors, cfg.min_dist, cfg.random_state, cfg.umap_backend,
+                               progress=cfg.progress)[0],
             MIN_ROWS)
         write_maps(folder.root, entries, coords)
         out["maps"] = entries

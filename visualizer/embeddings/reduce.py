@@ -109,8 +109,14 @@ def umap_backend(requested: str = "auto") -> str:
 
 
 def run_umap(features: np.ndarray, n_neighbors: int, min_dist: float, random_state: int,
-             backend: str = "auto") -> tuple[np.ndarray, int, str]:
-    """2-D UMAP of all rows: (xy, n_neighbors as used, capped below the row count; the backend that ran)."""
+             backend: str = "auto", progress: bool = False) -> tuple[np.ndarray, int, str]:
+    """2-D UMAP of all rows: (xy, n_neighbors as used, capped below the row count; the backend that ran).
+
+    `progress`: umap-learn's own stage log (nearest neighbours, fuzzy graph, spectral start, each
+    epoch as a tqdm bar) goes to stderr, so a 1M-row fit that takes most of an hour shows where it is;
+    cuML logs its stages at its verbose level. `low_memory=True` (umap-learn's default, said here so it
+    stays): the neighbour search trades speed for a bounded graph, what keeps 1M rows under 8 GB.
+    """
     backend = umap_backend(backend)
     n = features.shape[0]
     if n < MIN_ROWS:
@@ -120,7 +126,7 @@ def run_umap(features: np.ndarray, n_neighbors: int, min_dist: float, random_sta
         from cuml.manifold import UMAP
 
         reducer = UMAP(n_components=2, n_neighbors=used, min_dist=min_dist, random_state=random_state,
-                       metric="euclidean", output_type="numpy")
+                       metric="euclidean", output_type="numpy", verbose=5 if progress else False)
         xy = reducer.fit_transform(np.ascontiguousarray(features, dtype=np.float32))
         return np.asarray(xy, dtype=np.float64), used, backend
     import umap
@@ -128,7 +134,8 @@ def run_umap(features: np.ndarray, n_neighbors: int, min_dist: float, random_sta
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value .* overridden.*")
         reducer = umap.UMAP(n_components=2, n_neighbors=used, min_dist=min_dist, random_state=random_state,
-                            metric="euclidean")
+                            metric="euclidean", low_memory=True, verbose=progress,
+                            tqdm_kwds={"desc": "UMAP epochs", "unit": "epoch", "leave": False})
         xy = reducer.fit_transform(features)
     return np.asarray(xy, dtype=np.float64), used, backend
 
