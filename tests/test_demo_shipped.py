@@ -27,7 +27,9 @@ def _on_class(classify, images: np.ndarray) -> float:
 def test_shipped_files_fit_the_size_budget():
     folder = DEMO_TEACHER.parent
     total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    assert total <= 30 * 2**20, f"demo assets are {total / 2**20:.1f} MiB"
+    # 30 MiB for the pair, its embeddings, stores and thumbnails; +1 MiB since issue 16 for the probe map (0.53 MB:
+    # probe features, the real digits' thumbnails and positions)
+    assert total <= 31 * 2**20, f"demo assets are {total / 2**20:.1f} MiB"
 
 
 def test_teacher_and_student_are_on_class(classify):

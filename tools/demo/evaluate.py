@@ -38,7 +38,7 @@ from visualizer.digits.classifier import (  # noqa: E402
     predict,
 )
 from visualizer.digits.dataset import NUM_CLASSES, load_split  # noqa: E402
-from visualizer.metrics.diversity import frechet_distance  # noqa: E402
+from visualizer.metrics.diversity import frechet_distance, prdc, summarise  # noqa: E402
 from visualizer.models.device import pick_device  # noqa: E402
 from visualizer.models.networks import EDMPrecond  # noqa: E402
 from visualizer.models.sampling import dmd2_generate, edm_sampler  # noqa: E402
@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--splits", type=int, default=5,
+                   help="disjoint seed sets (seeds 0-199, 200-399, ... for the default 1,000): every score is given "
+                        "as its mean over them with its min-max, and no ranking is claimed where ranges overlap")
     return p.parse_args(argv)
 
 
@@ -142,6 +145,28 @@ def on_class(clf: DigitClassifier, images: torch.Tensor, classes: list[int]) -> 
     return hit.mean().item(), per_class, feats.cpu().numpy()
 
 
+def over_seed_sets(hits: np.ndarray, feats: np.ndarray, train_feats: np.ndarray, held_sets: list[np.ndarray],
+                   splits: int) -> dict:
+    """On-class rate, Frechet distance to the training digits, and precision/recall/density/coverage against an
+    equally large set of held-out digits, on each of `splits` disjoint blocks of consecutive seeds (classes stay
+    balanced: class = seed mod 10); each score's mean, min, max and per-set values (`diversity.summarise`)."""
+    size = len(hits) // splits
+    per = []
+    for i in range(splits):
+        part = slice(i * size, (i + 1) * size)
+        per.append({"on_class": float(hits[part].mean()), "frechet": frechet_distance(feats[part], train_feats),
+                    **prdc(held_sets[i], feats[part])})
+    return {"seed_sets": splits, "seeds_per_set": size, **{k: summarise([p[k] for p in per]) for k in per[0]}}
+
+
+def held_out_sets(held_feats: np.ndarray, splits: int, size: int, seed: int) -> list[np.ndarray]:
+    """`splits` disjoint random sets of `size` held-out real renderings (the reference for coverage and recall)."""
+    order = np.random.default_rng(seed).permutation(len(held_feats))
+    if splits * size > len(held_feats):
+        raise SystemExit(f"{splits} x {size} held-out images needed, {len(held_feats)} rendered: raise --real-repeats")
+    return [held_feats[order[i * size:(i + 1) * size]] for i in range(splits)]
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     t0 = time.monotonic()
@@ -173,6 +198,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     seeds, classes = class_seeds(args.seeds_per_class)
     report["seeds"] = dict(count=len(seeds), first=seeds[0], last=seeds[-1], class_rule="seed % 10")
+    size = len(seeds) // args.splits
+    held_sets = held_out_sets(held_feats, args.splits, size, args.seed + 3)
+    report["held_out_real_sets"] = {"seed_sets": args.splits, "images_per_set": size, "frechet": summarise(
+        [frechet_distance(h, train_feats) for h in held_sets])}
+    report["intervals"] = (f"mean over {args.splits} disjoint sets of {size} (seeds in consecutive blocks; held-out "
+                           "real images in random disjoint sets), with min and max; scores at that set size only")
     models = []
     if args.teacher:
         settings = teacher_settings(args.preset, args.teacher_steps)
@@ -190,6 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
             checkpoint=str(path), on_class=rate, on_class_per_class=per_class.tolist(),
             frechet=frechet_distance(feats, train_feats), images=len(images), sampling_seconds=seconds,
             goal_met=rate >= GOALS[f"{kind}_on_class"],
+            seed_sets=over_seed_sets(np.asarray(predict(clf, images)[0].cpu() == torch.as_tensor(classes), float),
+                                     feats, train_feats, held_sets, args.splits),
         )
         save_grid(images, classes, args.out / f"{kind}_grid.png", args.grid_columns)
         print(f"{kind}: on-class {rate:.4f} (goal {GOALS[f'{kind}_on_class']}), FD {report[kind]['frechet']:.3f}, "

@@ -13,6 +13,10 @@ rows the map does not hold, and one entry per map in the sidecar's `maps` list (
 without the field (made before it existed, or without `--maps per-layer`) has the main map only.
 `read_maps` checks every listed file on load: inside the run folder, a plain float32 .npy (no
 pickle) of the table's length, finite exactly on as many rows as listed, NaN on the rest.
+
+A probe map (`embed --probe`, made by `visualizer.metrics.probe_map`) is one more entry, with no layers
+and a `probe` field (what it embeds: final images through one probe); its real images (`real`: positions,
+classes, thumbnails) are checked here too and come back as `MapInfo.real`.
 """
 
 from __future__ import annotations
