@@ -143,3 +143,24 @@ def test_the_demo_ships_a_probe_map_and_its_classes_rank():
     assert corr["n"] == 600 and corr["pixels"]["top1"] > 10 * corr["pixels"]["chance"]
     lo, hi = corr["probe"]["split_top1"]["min"], corr["probe"]["split_top1"]["max"]
     assert lo <= corr["probe"]["split_top1"]["mean"] <= hi and corr["splits"] == 5
+
+
+def test_images_the_probe_map_holds_are_placed_on_their_own_points():
+    """Placement from the stored arrays (features, the probe's PCA basis, positions): the demo's final images and
+    real images, put through the map's probe again, land exactly where the map put them; a new image lands
+    among its class's points."""
+    from visualizer.metrics.probe_map import place_images, read_images
+
+    emb = load_embeddings(DEMO_EMBEDDINGS)
+    m = next(m for m in emb.maps if m.is_probe)
+    rows = m.rows[[0, 5, 700]]
+    images = read_images(emb.root, emb.frame["image_path"].to_numpy()[rows])
+    labels = emb.frame["class_label"].to_numpy()[rows]
+    np.testing.assert_array_equal(place_images(DEMO_EMBEDDINGS, images, labels), m.xy[rows])
+    real = np.stack([np.asarray(Image.open(emb.root / m.real.thumbnail(i)).convert("RGB")) for i in (0, 7)])
+    np.testing.assert_array_equal(place_images(DEMO_EMBEDDINGS, real, m.real.labels[[0, 7]]), m.real.xy[[0, 7]])
+    moved = np.roll(images[:1], 1, axis=2)                         # shifted by a pixel: a new image of that digit
+    xy = place_images(DEMO_EMBEDDINGS, moved, labels[:1])[0]
+    same = m.xy[m.rows][emb.frame["class_label"].to_numpy()[m.rows] == labels[0]]
+    others = m.xy[m.rows][emb.frame["class_label"].to_numpy()[m.rows] != labels[0]]
+    assert np.linalg.norm(same - xy, axis=1).min() < np.linalg.norm(others - xy, axis=1).min()

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from visualizer.embeddings.maps import MAPS_DIR
-from visualizer.embeddings.reduce import fit_layer, run_umap, save_basis
+from visualizer.embeddings.maps import MAPS_DIR, read_features
+from visualizer.embeddings.placement import MapSpace
+from visualizer.embeddings.reduce import fit_layer, load_basis, run_umap, save_basis
 from visualizer.embeddings.schema import load_embeddings, sidecar_path
 from visualizer.embeddings.sidecar import read_json_file, validate_sidecar
 from visualizer.embeddings.store import atomic_write_text
@@ -190,3 +191,35 @@ def _save_thumbnails(root: Path, images: np.ndarray) -> None:
         tmp = target.with_name(f".{target.name}.tmp")
         Image.fromarray(image).save(tmp, format="PNG", optimize=True)
         os.replace(tmp, target)
+
+
+def probe_space(run: str | Path) -> tuple[MapSpace, dict]:
+    """The probe map's placement space (`embeddings.placement.MapSpace`): its rows' probe features (the run's
+    final images, then the real images) projected with the saved basis, and their positions; plus the map's
+    sidecar entry. Arrays only, as stored: no probe runs, no refit."""
+    path = Path(run)
+    emb = load_embeddings(path / "embeddings.csv" if path.is_dir() else path)
+    m = next((m for m in emb.maps if m.is_probe), None)
+    if m is None:
+        raise UserError(f"{emb.csv_path}: no probe map (make one with `embed --probe ... --probe-only`)")
+    basis = load_basis(emb.root / PROBE_DIR / "pca")[0][0]
+    features, xy = read_features(emb.root, m.probe["features"], len(emb.frame))[m.rows], m.xy[m.rows]
+    if m.real is not None:
+        features = np.concatenate([features, read_features(emb.root, m.real.features, len(m.real.labels))])
+        xy = np.concatenate([xy, m.real.xy])
+    entry = next(e for e in emb.sidecar["maps"] if e["id"] == m.id)
+    return MapSpace(basis.project(features), xy, emb.root / PROBE_DIR / "pca"), entry
+
+
+def place_images(run: str | Path, images: np.ndarray, labels, *, device: str | None = None, k: int = 15) -> np.ndarray:
+    """Positions [N, 2] on the run's probe map for new images (uint8 [N, H, W, C]): through the map's own probe,
+    rounded to float16 as the stored features are, projected with the saved basis, and placed from the nearest
+    rows as umap-learn's transform initialises them (`MapSpace.place`; no refit). An image the map holds lands
+    on its own point."""
+    space, entry = probe_space(run)
+    path = Path(run)
+    root = path if path.is_dir() else path.parent
+    extractor = make_probe(entry["probe"]["spec"], root, read_json_file(root / "embeddings.json", "a JSON sidecar"),
+                           device)
+    feats = extractor(np.asarray(images), list(labels)).astype(np.float16).astype(np.float32)
+    return space.place(load_basis(space.basis_dir)[0][0].project(feats), k)
