@@ -64,6 +64,22 @@ def _server_rss_mib() -> float:
     return float("nan")
 
 
+def _browser_rss_mib() -> float | None:
+    """Resident memory of every Chromium process this test started (renderer, GPU, browser), when psutil is there."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    total = 0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in child.name().lower():
+                total += child.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
 def _cell_centre(app, frame) -> tuple[float, float, int]:
     """(x, y) of the centre of a hover cell holding points, away from the plot's edges, and the row the server
     puts there (the cell's point nearest its centre), computed as the figure computes it."""
@@ -97,6 +113,10 @@ def test_large_map_overview_hover_click_select_find(dash_duo, tmp_path, checkpoi
     title = dash_duo.driver.execute_script(SCATTER + "return g.layout.title.text;")
     assert title.startswith(f"{points:,} of {points:,} points") and "overview image" in title
     timings["browser_js_heap_mib"] = (dash_duo.driver.execute_script(HEAP) or 0) / 2**20
+    rss = _browser_rss_mib()
+    if rss is not None:
+        timings["browser_rss_mib"] = rss
+    timings["server_rss_mib_loaded"] = _server_rss_mib()
     screenshot(dash_duo, f"large-map-{points // 1000}k.png")
 
     # hover: the cell's point (found on the server) shows its thumbnail and seed
@@ -150,7 +170,10 @@ def test_large_map_overview_hover_click_select_find(dash_duo, tmp_path, checkpoi
     # reset zoom: back to the overview
     dash_duo.find_element("#zoom-reset").click()
     wait_js(dash_duo, OVERVIEW, 60)
-    timings["server_rss_mib"] = _server_rss_mib()
+    timings["server_rss_mib"] = _server_rss_mib()     # this process: the server, its table and models, the test
+    rss = _browser_rss_mib()
+    if rss is not None:
+        timings["browser_rss_mib_end"] = rss
     settle(dash_duo)
     logs = [e for e in dash_duo.get_logs() or [] if e.get("level") == "SEVERE"]
     assert not logs, logs

@@ -23,6 +23,7 @@ then shows no absolute paths.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -101,23 +102,27 @@ def _key_for(adapter: str, embeddings: Path | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from visualizer.app.access import access_token, start_url
     from visualizer.app.config import load
+    from visualizer.app.context import EXACT_LIMIT
     from visualizer.app.server import create_app
 
     token = access_token(args.host, getattr(args, "token", None))
     if token and args.debug:
         raise UserError("--debug shows tracebacks and a code console to whoever opens the page: use it only on "
                         "127.0.0.1 without --token")
-    config = config_from_args(args)
+    config = dataclasses.replace(config_from_args(args), progress=True)
     state = load(config)
     for line in state.startup_lines():
         print(f"visualizer: {line}", flush=True)
+    points = 0 if state.embeddings is None else len(state.embeddings.frame)
+    if points > EXACT_LIMIT:
+        print(f"visualizer: {points:,} points: the scatter shows an overview image above {EXACT_LIMIT:,} points in "
+              "view; compiling its aggregation (datashader, about 10 s) ...", flush=True)
     app = create_app(state, token=token)
     for slot in state.slots:
         if slot.adapter.compile != "off":
             print(f"visualizer: compiling {slot.key} for {slot.adapter.device} (--compile {slot.adapter.compile}; "
                   "the first time takes about a minute) ...", flush=True)
             print(f"visualizer: {slot.key} ready in {app.visualizer.inspector.warm_up(slot.key):.1f} s", flush=True)
-    points = 0 if state.embeddings is None else len(state.embeddings.frame)
     print(f"visualizer: {points:,} points, {len(state.slots)} model(s); open {start_url(args.host, args.port, token)}",
           flush=True)
     if token:

@@ -34,6 +34,7 @@ class AppConfig:
     title: str = "Teacher vs student, layer by layer"
     note: str | None = None              # a line under the title (the demo says what it is)
     allow_mismatch: bool = False         # load checkpoints that did not make the embeddings, with a note
+    progress: bool = False               # progress of a large table's loading on stderr (the command line)
 
 
 @dataclass
@@ -123,7 +124,8 @@ def load(config: AppConfig) -> AppState:
         raise UserError(f"--num-steps must be between 1 and {MAX_NUM_STEPS}, got {config.num_steps}")
     if config.preset is not None and config.preset not in known_presets():
         raise UserError(f"--preset {config.preset!r} is not a sampler preset; choose from {', '.join(known_presets())}")
-    embeddings = load_embeddings(config.embeddings) if config.embeddings is not None else None
+    embeddings = load_embeddings(config.embeddings, progress=config.progress) if config.embeddings is not None \
+        else None
     notes: list[str] = []
     if embeddings is not None and not embeddings.sidecar:
         notes.append(f"{embeddings.csv_path.name} has no sidecar ({embeddings.csv_path.with_suffix('.json').name}): "

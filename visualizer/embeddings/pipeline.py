@@ -250,7 +250,8 @@ def extract_model(plan: Plan, m: ModelPlan, adapter: DiffusionAdapter, folder: R
     done = sum(len(plan.batches[k]) for k in set(mine) - set(pending))
     show = cfg.progress and ranks.is_main
     kwargs = dict(m.sample_kwargs, progress=True) if show and m.num_steps > 1 else m.sample_kwargs
-    desc = m.key if not ranks.enabled else f"{m.key} (rank 0 of {ranks.world})"
+    # one bar per model over its images: each batch samples, records the layers and writes the thumbnails
+    desc = (m.key if not ranks.enabled else f"{m.key} (rank 0 of {ranks.world})") + ": sample, record, thumbnails"
     start, new = time.perf_counter(), 0
     with tqdm(total=sum(len(plan.batches[k]) for k in mine), initial=done, desc=desc, unit="img",
               disable=not show) as bar:
@@ -442,6 +443,8 @@ def run_embed(cfg: EmbedConfig) -> Summary | None:
         xy, reduction = reduce_frame(plan, folder, frame)
         frame.insert(frame.columns.get_loc("sigma") + 1, "umap_x", xy[:, 0])
         frame.insert(frame.columns.get_loc("umap_x") + 1, "umap_y", xy[:, 1])
+        if cfg.progress:
+            print(f"writing {folder.embeddings_csv} ({len(frame):,} rows) ...", file=sys.stderr, flush=True)
         csv_path = write_embeddings(frame, folder.embeddings_csv, sidecar(plan, reduction, ranks.world))
         counts = frame.groupby("model", sort=False).size()
         return Summary(
