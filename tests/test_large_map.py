@@ -196,3 +196,14 @@ def test_progress_loading_reads_the_same_table(tmp_path, monkeypatch, capsys):
     b = load_embeddings(csv, progress=True).frame
     assert "checking 1,000 rows of embeddings.csv" in capsys.readouterr().err
     assert a.equals(b)
+
+
+def test_a_long_lasso_is_thinned_and_picked_classes_are_named(large):
+    t = np.linspace(0, 2 * np.pi, 50_000, endpoint=False)      # a circle with more vertices than the guard allows
+    lasso = {"points": [], "lassoPoints": {"x": (4 * np.cos(t)).tolist(), "y": (4 * np.sin(t)).tolist()}}
+    frame = large.frame
+    rows, *_ = selection.select(large, lasso, None, None, "main")
+    inside = np.hypot(frame["umap_x"].to_numpy(), frame["umap_y"].to_numpy()) < 4
+    assert abs(len(rows) - int(inside.sum())) <= 2           # 2,000 vertices: the edge moves by 4 * 1e-6
+    fig = _draw(large, highlight=[3])
+    assert [t.name for t in fig.data if t.name and t.name.startswith("3 · ")] == ["3 · class 3"]

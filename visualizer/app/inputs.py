@@ -151,7 +151,7 @@ def _plot_event(least: int, most: int, rows: int, real: int = 0):
     return Annotated[Any, PlainValidator(check)]
 
 
-MAX_LASSO = 100_000     # vertices of a lasso
+MAX_LASSO = 20_000      # vertices of a lasso (selection thins one of more than LASSO_VERTICES)
 
 
 def _index(v) -> bool:

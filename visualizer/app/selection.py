@@ -34,6 +34,7 @@ from visualizer.app.ui import BOX, SMALL, empty_figure
 from visualizer.inspection.density import in_box, in_lasso
 
 MAX_COUNTED_CLASSES = 30     # the class-counts chart shows the most frequent ones
+LASSO_VERTICES = 2_000       # a longer lasso is thinned to this many evenly spaced vertices (bounded work)
 PAGE_SIZE = 120              # thumbnails per gallery page
 
 
@@ -119,8 +120,11 @@ def geometry_rows(c: AppContext, selected, classes=None, models=None, map_id=Non
         return []
     x, y = frame["umap_x"].to_numpy(float), frame["umap_y"].to_numpy(float)
     if selected.get("lassoPoints"):
-        lasso = selected["lassoPoints"]
-        keep &= in_lasso(x, y, lasso["x"], lasso["y"])
+        lx, ly = np.asarray(selected["lassoPoints"]["x"], float), np.asarray(selected["lassoPoints"]["y"], float)
+        if len(lx) > LASSO_VERTICES:      # a mouse's lasso has a vertex per move: thinning barely moves its edge
+            keep_at = np.linspace(0, len(lx) - 1, LASSO_VERTICES).round().astype(int)
+            lx, ly = lx[keep_at], ly[keep_at]
+        keep &= in_lasso(x, y, lx, ly)
     else:
         keep &= in_box(x, y, selected["range"]["x"], selected["range"]["y"])
     return frame.index.to_numpy()[keep].tolist()
