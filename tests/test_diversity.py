@@ -41,6 +41,15 @@ def test_splits_are_disjoint_and_equal():
         diversity.disjoint_splits(5, 4)
 
 
+def test_frechet_distance_is_the_same_from_covariances_and_from_the_rows():
+    """The two exact forms agree: more dimensions than rows (the rows' Gram form) against the covariance form."""
+    g = np.random.default_rng(3)
+    a, b = g.normal(size=(40, 30)), g.normal(size=(50, 30)) * 1.5 + 0.2
+    wide = np.hstack([a, np.zeros((40, 30))]), np.hstack([b, np.zeros((50, 30))])   # 60 features > 39 rows
+    assert diversity.frechet_distance(*wide) == pytest.approx(diversity.frechet_distance(a, b), rel=1e-9)
+    assert diversity.frechet_distance(wide[0], wide[0]) == pytest.approx(0, abs=1e-9)
+
+
 def test_frechet_distance_of_a_shift_is_its_squared_length():
     a = _blobs(500, 3)
     assert diversity.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
