@@ -164,3 +164,17 @@ def test_images_the_probe_map_holds_are_placed_on_their_own_points():
     same = m.xy[m.rows][emb.frame["class_label"].to_numpy()[m.rows] == labels[0]]
     others = m.xy[m.rows][emb.frame["class_label"].to_numpy()[m.rows] != labels[0]]
     assert np.linalg.norm(same - xy, axis=1).min() < np.linalg.norm(others - xy, axis=1).min()
+
+
+def test_embed_with_probe_in_one_command(reference, ckpts, tmp_path):  # noqa: F811
+    """`embed ... --probe auto` on the reference run's arguments: the run resumes (nothing sampled again) and adds
+    the probe map, here the teacher network's bottleneck at sigma 0.5 (auto: not the demo), without real images."""
+    from test_embed_pipeline import embed_args
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    assert main(embed_args(ckpts, out, **{"--probe": "auto"})) == 0
+    emb = load_embeddings(out / "embeddings.csv")
+    m = next(m for m in emb.maps if m.is_probe)
+    assert m.real is None and m.probe["spec"] == "auto" and "encoder_bottleneck" in m.probe["describe"]
+    assert "sigma 0.5" in m.probe["describe"] and len(m.rows) == 2 * NUM_SEEDS
