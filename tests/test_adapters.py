@@ -180,3 +180,19 @@ def test_reduced_precision_adapters_match_fp32_on_cuda(pair, precision, bound):
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=precision != "fp32"):
         b = fast.forward(x.cuda(), 10.0, [0, 1, 2, 3]).cpu()
     assert ((b - a).norm() / a.norm()).item() < bound
+
+
+def test_settings_are_described_by_the_preset_they_come_from():
+    """A record names the preset its settings come from (any step count), or 'custom'; never the default by guess."""
+    import dataclasses
+
+    from nets import tiny_net
+
+    from visualizer.adapters.edm import EDMAdapter
+
+    teacher = EDMAdapter(tiny_net(), device="cpu")
+    for name in teacher.presets:
+        assert teacher.describe_settings(teacher.sampler_settings(name, 7))["preset"] == name
+    other = dataclasses.replace(teacher.sampler_settings("fid"), rho=3.0)
+    assert teacher.describe_settings(other)["preset"] == "custom"
+    assert teacher.describe_settings(teacher.sampler_settings("fid"), "mine")["preset"] == "mine"

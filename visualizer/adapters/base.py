@@ -244,8 +244,14 @@ class DiffusionAdapter(ABC):
             raise UserError(f"sampler settings for {self.name}: {e}") from None
 
     def describe_settings(self, settings: Any, preset: str | None = None) -> dict:
-        """The settings as plain data, for run records and sidecars."""
-        return {**dataclasses.asdict(settings), "preset": preset or self.default_preset}
+        """The settings as plain data, for run records and sidecars; without `preset`, named after the preset they
+        come from whatever their step count ('custom' when none gives them), never the default by assumption."""
+        if preset is None:
+            names = dict.fromkeys([self.default_preset, *self.presets])      # the default first, if it matches
+            preset = next((name for name in names
+                           if dataclasses.replace(self.presets[name], num_steps=settings.num_steps) == settings),
+                          "custom")
+        return {**dataclasses.asdict(settings), "preset": preset}
 
     def evaluations(self, settings: Any) -> list[Evaluation]:
         """Every network call the sampler makes with `settings`: (step, stage, sigma), in order."""
