@@ -4,9 +4,9 @@ Runs tests/browser/test_large_map_browser.py once per size (synthetic tables in 
 layout, written through the schema's writer; the tiny real-format test checkpoints as teacher and student),
 each in its own pytest process: the CSV written and loaded, the server started (datashader compiled), then a
 fresh page load timed until the overview image is drawn and the plot takes input; hover, click (to the
-panels), a box selection resolved on the server, find's zoom to exact markers, reset. The sizes above 200k
-set VISUALIZER_BENCH_1M=1 (the test skips them otherwise, so CI stays lean). Prints a table and writes
-benchmarks/out/bench_large_map.json.
+panels), a box selection resolved on the server, find's zoom and ring, a closer zoom to exact markers,
+reset. The sizes above 200k set VISUALIZER_BENCH_1M=1 (the test skips them otherwise, so CI stays lean).
+Prints a table and writes benchmarks/out/bench_large_map.json.
 
     python benchmarks/bench_large_map.py [--points 100000,300000,1000000]
 """
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST = "tests/browser/test_large_map_browser.py"
 COLUMNS = [("csv_load_s", "CSV load s"), ("create_app_s", "server start s"),
            ("load_to_interactive_s", "load to interactive s"), ("click_to_panels_s", "click to panels s"),
-           ("box_select_to_gallery_s", "box select s"), ("find_zoom_to_markers_s", "find zoom s"),
+           ("box_select_to_gallery_s", "box select s"), ("zoom_to_markers_s", "zoom to markers s"),
            ("server_rss_mib", "server RSS MiB"), ("browser_rss_mib", "browser RSS MiB"),
            ("browser_js_heap_mib", "JS heap MiB")]
 
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                                   env=env, capture_output=True, text=True)
             wall = time.perf_counter() - t0
             if done.returncode != 0 or not out.exists():
-                print(done.stdout[-3000:], done.stderr[-2000:], file=sys.stderr)
+                failed = [ln for ln in done.stdout.splitlines() if ln.startswith(("E ", "FAILED")) or ".py:" in ln]
+                print("\n".join(failed[-40:]), file=sys.stderr)
                 results.append({"points": points, "failed": True, "wall_s": wall})
                 continue
             results.append({**json.loads(out.read_text()), "wall_s": wall})
