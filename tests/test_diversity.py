@@ -177,4 +177,9 @@ def test_the_diversity_command_on_the_demo_pair(tmp_path, capsys):
     cov = report["scores"]["student"]["overall"]["scores"]["coverage"]
     assert len(cov["splits"]) == 2 and 0 <= cov["min"] <= cov["max"] <= 1
     assert report["correspondence"]["pixel_rmse"]["top1_chance"] == pytest.approx(1 / 6)
+    # the demo teacher's sampler is deterministic: the student is also matched against its stochastic (churn) run
+    other = report["correspondence_other"]
+    assert other["teacher_sampler"]["preset"] == "fid" and other["teacher_sampler"]["S_churn"] > 0
+    assert other["seeds"] == report["correspondence"]["seeds"] and "seed correspondence (pixel_rmse, teacher fid)" \
+        in printed
     assert (tmp_path / "per-class.csv").read_text().startswith("set,class,n,precision")

@@ -43,6 +43,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=5, metavar="K", help="k of the k-NN balls (default 5)")
     parser.add_argument("--preset", metavar="NAME", help="the teacher's sampler preset (default: the run's)")
     parser.add_argument("--num-steps", type=int, metavar="N", help="the teacher's sampler steps (default: the run's)")
+    parser.add_argument("--other-preset", default="auto", metavar="NAME",
+                        help="a second teacher preset the student's seeds are also matched against (auto: "
+                             "deterministic when the teacher's sampler is stochastic (churn), else the first "
+                             "stochastic preset; none: skip)")
     parser.add_argument("--batch", type=int, default=256, metavar="B", help="samples per batch (default 256)")
     parser.add_argument("--device", metavar="DEVICE", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--out", type=Path, metavar="DIR", help=f"output folder (default {OUT_DIR}/<run>)")
@@ -87,6 +91,15 @@ def run(args: argparse.Namespace) -> int:
     if reference == "real":          # the student against its teacher too: what distillation kept
         report["student_vs_teacher"] = sample_sets.evaluate({k: sets[k] for k in ("teacher", "student")}, probe,
                                                             reference="teacher", splits=args.splits, k=args.k)
+    other = _other_preset(teacher, settings, args.other_preset)
+    if other is not None:     # seed correspondence holds (or not) for the teacher's other sampler too
+        start_other = time.perf_counter()
+        other_settings = teacher.sampler_settings(other, settings.num_steps)
+        other_set = sample_sets.generate(teacher, seeds, name=f"teacher ({other})", settings=other_settings,
+                                         batch=args.batch)
+        report["seconds"]["sampling"] += round(time.perf_counter() - start_other, 2)
+        report["correspondence_other"] = {"teacher_sampler": teacher.describe_settings(other_settings),
+                                          **sample_sets.correspondence(sets["student"], other_set, probe)}
     report["seconds"]["scoring"] = round(time.perf_counter() - start, 2)
     out = args.out or OUT_DIR / ("demo" if is_demo else source.name)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,6 +108,22 @@ def run(args: argparse.Namespace) -> int:
     print(summary(report))
     print(f"wrote {out / 'diversity.json'}, {out / 'per-class.csv'}")
     return 0
+
+
+def _other_preset(teacher, settings, choice: str) -> str | None:
+    """The teacher preset of the other kind (stochastic vs deterministic) than `settings`, or the one named."""
+    from visualizer.errors import UserError
+
+    if choice == "none":
+        return None
+    if choice != "auto":
+        if choice not in teacher.presets:
+            raise UserError(f"--other-preset {choice!r}: {teacher.name} has the presets {', '.join(teacher.presets)}")
+        return choice
+    churn = getattr(settings, "S_churn", None)
+    if churn is None:
+        return None
+    return next((name for name, p in teacher.presets.items() if (p.S_churn > 0) != (churn > 0)), None)
 
 
 def _real(path: str | None, is_demo: bool, resolution: int, n: int):
@@ -131,11 +160,17 @@ def summary(report: dict) -> str:
     if worst:
         lines.append("classes the student spreads least (spread ratio to the reference; coverage): " +
                      ", ".join(f"{c}: {v['spread_ratio']:.2f}; {v['coverage']:.2f}" for c, v in worst))
-    for space in ("pixel_rmse", "probe"):
-        c = report["correspondence"].get(space)
-        if c:
-            lines.append(f"seed correspondence ({space}): same seed {c['same_seed_mean']:.3f} vs other seeds of the "
-                         f"class {c['other_seeds_mean']:.3f}; top-1 {c['top1']:.1%} (chance {c['top1_chance']:.1%})")
+    blocks = [("", report["correspondence"])]
+    if "correspondence_other" in report:
+        blocks.append((f", teacher {report['correspondence_other']['teacher_sampler']['preset']}",
+                       report["correspondence_other"]))
+    for where, block in blocks:
+        for space in ("pixel_rmse", "probe"):
+            c = block.get(space)
+            if c:
+                lines.append(f"seed correspondence ({space}{where}): same seed {c['same_seed_mean']:.3f} vs other "
+                             f"seeds of the class {c['other_seeds_mean']:.3f}; top-1 {c['top1']:.1%} "
+                             f"(chance {c['top1_chance']:.1%})")
     return "\n".join(lines)
 
 
