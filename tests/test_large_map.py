@@ -207,3 +207,20 @@ def test_a_long_lasso_is_thinned_and_picked_classes_are_named(large):
     assert abs(len(rows) - int(inside.sum())) <= 2           # 2,000 vertices: the edge moves by 4 * 1e-6
     fig = _draw(large, highlight=[3])
     assert [t.name for t in fig.data if t.name and t.name.startswith("3 · ")] == ["3 · class 3"]
+
+
+def test_the_map_switcher_draws_the_chosen_map_as_an_overview():
+    """The shipped demo's run (main and probe maps) with the limit lowered: the probe map's points, not the
+    main map's, are aggregated, and a view kept for the main map does not apply to the probe map."""
+    from visualizer.adapters.demo import DEMO_EMBEDDINGS
+
+    ctx = create_app(AppState(AppConfig(embeddings=DEMO_EMBEDDINGS), load_embeddings(DEMO_EMBEDDINGS), [])).visualizer
+    ctx.exact_limit = 100
+    probe = ctx.maps.frame("probe")
+    fig = scatter.draw(ctx, "class", None, None, [], None, "default", "probe", [], None, None, None, None,
+                       {"map": "main", "x": [0.0, 0.1], "y": [0.0, 0.1], "rev": 1})
+    assert len(fig.layout.images) == 1 and "map " in fig.layout.title.text
+    custom = np.asarray(fig.data[0].customdata)[np.asarray(fig.data[0].z) > 0]
+    assert set(custom.tolist()) <= set(probe.index.tolist())
+    x = probe["umap_x"].to_numpy()
+    assert fig.layout.xaxis.range[0] < x.min() and fig.layout.xaxis.range[1] > x.max()
