@@ -5,7 +5,6 @@ and its real checkpoints (test_maps' run)."""
 import numpy as np
 import pytest
 from dash import no_update
-from dash.exceptions import PreventUpdate
 from test_embed_pipeline import LAYERS, NUM_SEEDS, TEACHER_STEPS, ckpts, reference  # noqa: F401
 from test_maps import mapped  # noqa: F401
 
@@ -104,10 +103,8 @@ def test_the_teacher_trajectory_is_drawn_and_its_marker_follows_the_slider(ctx):
     assert ops[0]["params"]["value"]["name"] == explore.PATH and len(ops[0]["params"]["value"]["x"]) == TEACHER_STEPS
     ops = explore.draw_trajectory(ctx, None, 1, MAIN).to_plotly_json()["operations"]     # a new click: none
     assert len(ops[0]["params"]["value"]["x"]) == 0
-    patch = explore.move_marker(ctx, 3, ready, MAIN)
-    ops = patch.to_plotly_json()["operations"]
-    assert {tuple(o["location"]): o["params"]["value"] for o in ops} == {
-        ("data", -1, "x"): [float(path.x[2])], ("data", -1, "y"): [float(path.y[2])]}
+    ops = explore.draw_trajectory(ctx, ready, 3, MAIN).to_plotly_json()["operations"]    # the slider moved
+    assert (ops[1]["params"]["value"]["x"], ops[1]["params"]["value"]["y"]) == ([path.x[2]], [path.y[2]])
     note = explore.trajectory_note(ctx, 3, ready, MAIN)
     assert f"seed {seed}" in note and "Step 3" in note and "nearest row teacher-6-" in note and "no refit" in note
     # on a per-layer map of the last step, too
@@ -116,6 +113,6 @@ def test_the_teacher_trajectory_is_drawn_and_its_marker_follows_the_slider(ctx):
     placed, _ = explore.placed_trajectory(ctx, ready, late)[0]
     assert placed.nearest[-1] == last and len(fig.data[-2].x) == TEACHER_STEPS
     assert (fig.data[-1].x[0], fig.data[-1].y[0]) == (fig.data[-2].x[2], fig.data[-2].y[2])
-    with pytest.raises(PreventUpdate):
-        explore.move_marker(ctx, 2, None, MAIN)
+    ops = explore.draw_trajectory(ctx, None, 2, MAIN).to_plotly_json()["operations"]     # no run: nothing drawn
+    assert ops[1]["params"]["value"]["x"] == []
     assert "when its run finishes" in explore.trajectory_note(ctx, 1, None, MAIN)

@@ -204,8 +204,10 @@ def decorate(c: AppContext, fig: go.Figure, frame: pd.DataFrame, map_id, found=N
 
 
 def draw_trajectory(c: AppContext, ready, step, map_id):
-    """A Patch of the figure's last two traces (the path and the marker) for a teacher run that finished (or
-    was reset by a new click): the scatter itself is not redrawn."""
+    """A Patch of the figure's last two traces (the path, and the marker on the slider's step) when a teacher run
+    finishes (or is reset by a new click) and when the slider moves: the scatter itself is not redrawn. One
+    callback for both, so the marker cannot be left on the step a run ended on when the slider moved meanwhile
+    (two Patches of the same trace could arrive in either order)."""
     if c.frame is None:
         raise PreventUpdate      # no scatter, no traces to patch
     got, _ = placed_trajectory(c, ready, map_id)
@@ -214,19 +216,6 @@ def draw_trajectory(c: AppContext, ready, step, map_id):
     patch = Patch()
     patch["data"][-2] = traces[0].to_plotly_json()
     patch["data"][-1] = traces[1].to_plotly_json()
-    return patch
-
-
-def move_marker(c: AppContext, step, ready, map_id):
-    """A Patch of the figure's last trace (the current-step marker) to the slider's step; nothing to redraw."""
-    got, _ = placed_trajectory(c, ready, map_id)
-    if not got:
-        raise PreventUpdate
-    placed = got[0]
-    k = min(max(int(step or 1), 1), len(placed.xy)) - 1
-    patch = Patch()
-    patch["data"][-1]["x"] = [float(placed.xy[k, 0])]
-    patch["data"][-1]["y"] = [float(placed.xy[k, 1])]
     return patch
 
 
@@ -336,11 +325,8 @@ def register(app: dash.Dash, c: AppContext) -> None:
                  State(ID.map_choice, "data"), State(ID.map_zoom, "data"),
                  prevent_initial_call=True)(bind(find, c, triggered=True))
     app.callback(Output(ID.scatter, "figure", allow_duplicate=True), Input(ID.trajectory_ready, "data"),
-                 State(ID.slider, "value"), State(ID.map_choice, "data"),
+                 Input(ID.slider, "value"), State(ID.map_choice, "data"),
                  prevent_initial_call=True)(bind(draw_trajectory, c))
-    app.callback(Output(ID.scatter, "figure", allow_duplicate=True), Input(ID.slider, "value"),
-                 State(ID.trajectory_ready, "data"), State(ID.map_choice, "data"),
-                 prevent_initial_call=True)(bind(move_marker, c))
     app.callback(Output(ID.traj_note, "children"), Input(ID.slider, "value"), Input(ID.trajectory_ready, "data"),
                  Input(ID.map_choice, "data"))(bind(trajectory_note, c))
     app.clientside_callback(PLAY_JS, Output(ID.traj_timer, "disabled"), Output(ID.traj_play, "children"),

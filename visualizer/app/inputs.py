@@ -271,14 +271,7 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
     MapId = Annotated[str, AfterValidator(_one_of(map_ids, "a map of this run"))]
     Range = Annotated[list[Finite], Field(min_length=2, max_length=2)]
 
-    class Zoom(TypedDict):
-        __pydantic_config__ = ConfigDict(extra="forbid")
-        map: MapId
-        rev: Annotated[int, Field(strict=True, ge=0, le=10**9)]
-        x: Range | None
-        y: Range | None
-
-    class View(TypedDict):
+    class Box(TypedDict):      # a map's axis ranges: find's zoom, and the view the overview is drawn for
         __pydantic_config__ = ConfigDict(extra="forbid")
         map: MapId
         rev: Annotated[int, Field(strict=True, ge=0, le=10**9)]
@@ -311,8 +304,8 @@ def property_types(ctx: AppContext, layout: Component) -> dict[str, TypeAdapter]
         f"{ID.edit_region}.data": Annotated[Any, PlainValidator(_region)],
         f"{ID.edit_region_graph}.selectedData": _plot_event(0, 65_536, 0),  # cells of the region map (no rows)
         f"{ID.map_choice}.data": MapId | None,                          # the map shown (issue 19, explore)
-        f"{ID.map_zoom}.data": Zoom | None,
-        f"{ID.scatter_view}.data": View | None,                         # the view shown (issue 21, overview)
+        f"{ID.map_zoom}.data": Box | None,
+        f"{ID.scatter_view}.data": Box | None,                         # the view shown (issue 21, overview)
         f"{ID.found}.data": Annotated[list[Row], Field(max_length=MAX_POINTS)] | None,
         f"{ID.find_text}.n_submit": NClicks,
         f"{ID.neighbours}.data": Neighbours | None,

@@ -151,12 +151,7 @@ def read_maps(root: Path, sidecar: Mapping, frame: pd.DataFrame, sidecar_file: P
             raise UserError(f"{field('id')}: {entry['id']!r} is listed twice")
         seen.add(entry["id"])
         path = _inside(root, entry["file"], field("file"))
-        try:
-            xy = np.load(path, allow_pickle=False, mmap_mode="r")
-        except FileNotFoundError:
-            raise UserError(f"{path}: missing; the sidecar lists it as map {entry['id']!r}") from None
-        except (ValueError, OSError) as e:
-            raise UserError(f"{path}: not a plain .npy array ({e})") from None
+        xy = _load_array(path, f"map {entry['id']!r}")
         if xy.dtype != np.float32 or xy.shape != (len(frame), 2):
             raise UserError(f"{path}: expected float32 [{len(frame)}, 2] (one row per table row), got {xy.dtype} "
                             f"{list(xy.shape)}")
@@ -199,15 +194,20 @@ def _read_real(root: Path, entry: Mapping, field: Callable[[str], str]) -> RealS
                    entry.get("source") or "real images")
 
 
+def _load_array(path: Path, listed_as: str) -> np.ndarray:
+    """A plain .npy array the sidecar lists (memory-mapped, never unpickled); errors name the file."""
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r")
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; the sidecar lists it as {listed_as}") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: not a plain .npy array ({e})") from None
+
+
 def read_features(root: Path, relative: str, rows: int) -> np.ndarray:
     """A probe features file (float16 [rows, dims], no pickle) inside the run folder, as float32."""
     path = _inside(root, relative, "probe features")
-    try:
-        x = np.load(path, allow_pickle=False, mmap_mode="r")
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; the sidecar lists it as probe features") from None
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: not a plain .npy array ({e})") from None
+    x = _load_array(path, "probe features")
     if x.ndim != 2 or len(x) != rows or x.dtype not in (np.float16, np.float32):
         raise UserError(f"{path}: expected float16 [{rows}, dims], got {x.dtype} {list(x.shape)}")
     return np.asarray(x, dtype=np.float32)
