@@ -70,6 +70,8 @@ def main() -> int:
     p.add_argument("--tiny", action="store_true", help="tiny nets, 40 samples: checks that the script runs")
     p.add_argument("--samples", type=int, default=None, help="samples per model (default 1,000; --tiny 40)")
     p.add_argument("--device", default=None)
+    p.add_argument("--other-preset", default="auto", help="passed to diversity (none: skip the teacher's second "
+                   "sampler, whose sampling costs as much as the first)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "diversity.json")
     args = p.parse_args()
     n = args.samples or (40 if args.tiny else 1000)
@@ -87,14 +89,14 @@ def main() -> int:
         splits = "5"
         total = command("diversity", str(run), "--seeds", f"0-{n - 1}", "--preset", "deterministic",
                         "--num-steps", "32" if not args.tiny else "4", "--probe", "network", "--splits", splits,
-                        "--out", str(out), *device)
+                        "--other-preset", args.other_preset, "--out", str(out), *device)
         report = json.loads((out / "diversity.json").read_text())
     seconds = report["seconds"]
     per_sample = (seconds["sampling"] + seconds["scoring"]) / n
     result = {
         "machine": platform.node(), "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "samples": n, "splits": int(splits), "writing_checkpoints_s": round(written, 1),
+        "samples": n, "splits": int(splits), "other_preset": args.other_preset, "writing_checkpoints_s": round(written, 1),
         "embed_run_s": round(embed_s, 1), "diversity_wall_s": round(total, 1), "stages_s": seconds,
         "extrapolated_10000_s": round(10_000 * per_sample, 0),
         "teacher_sampler": report["teacher_sampler"], "probe": report["probe"],

@@ -210,12 +210,18 @@ def test_warm_up_is_a_no_op_when_eager():
 
 @cuda
 def test_warm_up_captures_the_graph_a_click_replays():
+    """Warm-up captures the graph that keeps every block's output and, given a reduction, the one that keeps
+    that reduction of every block (what a capture with reduce='l2' replays): the clicks capture nothing."""
+    from visualizer.trace.reductions import channel_l2
+
     adapter = EDMAdapter(tiny_net(), device="cuda", precision="bf16", compile="graphs")
-    assert adapter.warm_up() > 0 and adapter.net.body.counts["capture"] == 1
+    assert adapter.warm_up(reduce=channel_l2) > 0 and adapter.net.body.counts["capture"] == 2
     x, _, _ = inputs("cuda", batch=1)
     with capture(adapter.net, LAYERS, reduce="l2"):
         adapter.forward(x, 3.0, [4])
-    assert adapter.net.body.counts["capture"] == 1 and adapter.net.body.counts["replay"] == 1
+    with capture(adapter.net, LAYERS):
+        adapter.forward(x, 3.0, [4])
+    assert adapter.net.body.counts["capture"] == 2 and adapter.net.body.counts["replay"] == 2
 
 
 @cuda
