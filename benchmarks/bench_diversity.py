@@ -96,7 +96,8 @@ def main() -> int:
     result = {
         "machine": platform.node(), "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "samples": n, "splits": int(splits), "other_preset": args.other_preset, "writing_checkpoints_s": round(written, 1),
+        "samples": n, "splits": int(splits), "other_preset": args.other_preset,
+        "writing_checkpoints_s": round(written, 1),
         "embed_run_s": round(embed_s, 1), "diversity_wall_s": round(total, 1), "stages_s": seconds,
         "extrapolated_10000_s": round(10_000 * per_sample, 0),
         "teacher_sampler": report["teacher_sampler"], "probe": report["probe"],
