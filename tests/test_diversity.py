@@ -41,6 +41,19 @@ def test_splits_are_disjoint_and_equal():
         diversity.disjoint_splits(5, 4)
 
 
+def test_seed_correspondence_pools_all_seeds_when_classes_hold_one():
+    """With one seed per class the class pool would make rank 1 certain: all seeds are the pool instead."""
+    g = np.random.default_rng(0)
+    teacher = g.normal(size=(20, 8))
+    student = teacher + g.normal(size=(20, 8)) * 0.01          # each student row nearest its own seed
+    one_each = diversity.seed_correspondence(student, teacher, list(range(20)))
+    assert one_each["pool"] == "all seeds" and one_each["top1"] == 1.0 and one_each["top1_chance"] == pytest.approx(0.05)
+    shuffled = diversity.seed_correspondence(student[::-1], teacher, list(range(20)))
+    assert shuffled["top1"] < 0.2 and np.isfinite(shuffled["other_seeds_mean"])
+    paired = diversity.seed_correspondence(student, teacher, [i // 2 for i in range(20)])
+    assert paired["pool"] == "class" and paired["top1_chance"] == pytest.approx(0.5)
+
+
 def test_frechet_distance_is_the_same_from_covariances_and_from_the_rows():
     """The two exact forms agree: more dimensions than rows (the rows' Gram form) against the covariance form."""
     g = np.random.default_rng(3)

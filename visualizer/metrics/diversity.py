@@ -151,24 +151,32 @@ def per_class(reference: np.ndarray, ref_labels: Sequence[int], generated: np.nd
 def seed_correspondence(student: np.ndarray, teacher: np.ndarray, labels: Sequence[int]) -> dict:
     """Does the student's output for seed s resemble the teacher's for the same seed? Row i of both sets
     is one seed. Per seed: the distance to the teacher's same-seed output, its rank among the teacher's
-    outputs for the seeds of the same class (rank 1 = the same seed is nearest), and the mean distance to
-    those other seeds. Overall: the top-1 rate against the 1 / (seeds per class) that chance gives."""
+    outputs for the seeds of its pool (rank 1 = the same seed is nearest), and the mean distance to the
+    pool's other seeds. The pool is the seeds of the same class when every class holds two or more,
+    else all seeds (one seed per class, as 1,000 seeds of 1,000 classes give, would make rank 1 certain).
+    Overall: the top-1 rate against the 1 / (pool size) that chance gives."""
+    from scipy.spatial.distance import cdist
+
     s, t = np.asarray(student, np.float64), np.asarray(teacher, np.float64)
     lab = np.asarray(labels).reshape(-1)
     if s.shape != t.shape or s.ndim != 2 or len(lab) != len(s):
         raise UserError(f"student {s.shape}, teacher {t.shape} and {len(lab)} labels must match row for row")
+    if len(s) < 2:
+        raise UserError("seed correspondence needs at least two seeds")
+    classes, counts = np.unique(lab, return_counts=True)
+    by_class = bool(counts.min() >= 2)
+    pools = [np.flatnonzero(lab == c) for c in classes] if by_class else [np.arange(len(s))]
     same = np.linalg.norm(s - t, axis=1)
-    ranks, others, chance = np.zeros(len(s), int), np.full(len(s), np.nan), np.zeros(len(s))
-    for c in np.unique(lab):
-        idx = np.flatnonzero(lab == c)
-        d = np.linalg.norm(s[idx, None, :] - t[None, idx, :], axis=2)        # [i, j]: student i vs teacher j
+    ranks, others, chance = np.zeros(len(s), int), np.zeros(len(s)), np.zeros(len(s))
+    for idx in pools:
+        d = cdist(s[idx], t[idx])                                         # [i, j]: student i vs teacher j
         ranks[idx] = (d < d.diagonal()[:, None]).sum(1) + 1
-        if len(idx) > 1:
-            others[idx] = (d.sum(1) - d.diagonal()) / (len(idx) - 1)
+        others[idx] = (d.sum(1) - d.diagonal()) / (len(idx) - 1)
         chance[idx] = 1.0 / len(idx)
     return {"same_seed": same.tolist(), "rank": ranks.tolist(), "other_seeds": others.tolist(),
+            "pool": "class" if by_class else "all seeds",
             "top1": float((ranks == 1).mean()), "top1_chance": float(chance.mean()),
-            "same_seed_mean": float(same.mean()), "other_seeds_mean": float(np.nanmean(others)),
+            "same_seed_mean": float(same.mean()), "other_seeds_mean": float(others.mean()),
             "label": "per seed: descriptive; top-1 against chance over all seeds"}
 
 

@@ -168,8 +168,9 @@ def summary(report: dict) -> str:
         for space in ("pixel_rmse", "probe"):
             c = block.get(space)
             if c:
+                pool = "of the class" if c.get("pool", "class") == "class" else "(one seed per class: all seeds)"
                 lines.append(f"seed correspondence ({space}{where}): same seed {c['same_seed_mean']:.3f} vs other "
-                             f"seeds of the class {c['other_seeds_mean']:.3f}; top-1 {c['top1']:.1%} "
+                             f"seeds {pool} {c['other_seeds_mean']:.3f}; top-1 {c['top1']:.1%} "
                              f"(chance {c['top1_chance']:.1%})")
     return "\n".join(lines)
 
