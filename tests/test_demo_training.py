@@ -162,13 +162,13 @@ def test_evaluate_script_writes_report_and_grids(teacher_pickle, tmp_path):
     out = tmp_path / "eval"
     report = evaluate.main(
         ["--teacher", str(teacher_pickle), "--student", str(student), "--out", str(out), "--device", "cpu",
-         "--classifier", str(CLASSIFIER_FILE), "--seeds-per-class", "1", "--teacher-steps", "2",
+         "--classifier", str(CLASSIFIER_FILE), "--seeds-per-class", "2", "--splits", "2", "--teacher-steps", "2",
          "--real-repeats", "1", "--grid-columns", "1"])
     for name in ("report.json", "teacher_grid.png", "student_grid.png", "real_grid.png"):
         assert (out / name).exists()
     assert report["classifier_accuracy_held_out"] >= 0.97
     for kind in ("teacher", "student"):
-        assert 0 <= report[kind]["on_class"] <= 1 and report[kind]["images"] == 10
+        assert 0 <= report[kind]["on_class"] <= 1 and report[kind]["images"] == 20
         assert np.isfinite(report[kind]["frechet"])
 
 
