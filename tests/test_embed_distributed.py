@@ -8,21 +8,25 @@ import subprocess
 import sys
 
 import pytest
-from test_embed_pipeline import assert_same_run, ckpts, embed_args, reference, reference_threads  # noqa: F401
+from test_embed_pipeline import assert_same_run, ckpts, embed_args  # noqa: F401
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(ckpts, reference, tmp_path):  # noqa: F811
+def test_two_processes_equal_one(ckpts, tmp_path):  # noqa: F811
+    """A 2-process torchrun run equals a 1-process run, both in fresh processes with one thread count: the
+    shared in-process reference is made after other tests have run in the same process, and in the full CI
+    suite (never alone) its UMAP coordinates differed from a fresh process's; which state leaks is not known."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}   # torchrun defaults every worker to 1; bit-identity needs one count
+    one = tmp_path / "one"
+    done = subprocess.run([sys.executable, "-m", "visualizer", *embed_args(ckpts, one)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "visualizer", *embed_args(ckpts, out)]
-    # CPU kernels may split sums differently with another thread count, and torchrun defaults every
-    # worker to OMP_NUM_THREADS=1; bit-identity holds for the same count, so give the workers the count the
-    # reference ran with (not this moment's: a test in between may have changed it; CI saw the UMAP differ).
-    env = {**os.environ, "OMP_NUM_THREADS": str(reference_threads())}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     # Batches 0 and 2 on rank 0, batch 1 on rank 1, for each model; rank 0 merged and reduced.
     assert "2 process(es)" in done.stdout
     assert json.loads((out / "embeddings.json").read_text())["run"]["world_size"] == 2
-    assert_same_run(out, reference)
+    assert_same_run(out, one)

@@ -61,15 +61,9 @@ def reference(tmp_path_factory, ckpts) -> Path:
     """One uninterrupted single-process run; the other embed tests must reproduce it exactly."""
     if "reference" not in _CACHE:
         out = tmp_path_factory.mktemp("reference") / "run"
-        _CACHE["threads"] = torch.get_num_threads()   # what a run must use to reproduce it bit for bit
         assert main(embed_args(ckpts, out)) == 0
         _CACHE["reference"] = out
     return _CACHE["reference"]
-
-
-def reference_threads() -> int:
-    """torch's CPU thread count when the reference run was made (tests before may change the count)."""
-    return _CACHE["threads"]
 
 
 def assert_same_run(a: Path, b: Path) -> None:
