@@ -5,10 +5,12 @@
 
 A config is MODE:PRECISION:BATCH with MODE one of eager (no FastBody), direct (FastBody without
 graphs), graphs, full (torch.compile + graphs), each with an optional '-cl' for channels-last.
-For each it prints the first-call time (compilation, capture) and the median GPU time per forward
-(CUDA events, 20 calls). `--profile MODE:PRECISION` runs an 8-step teacher click (37 heatmaps) under
-torch.profiler and prints the kernels that take the GPU's time and the CPU time per evaluation.
-Writes benchmarks/out/profile_body.json (and profile_<config>.txt with the profiler table).
+For each it prints the first-call time (compilation, capture), the median GPU time per forward
+(CUDA events, 20 calls) and, on a GPU, where 5 profiled forwards' GPU time goes by kernel kind
+(`KINDS`). `--profile MODE:PRECISION` runs an 8-step teacher click (37 heatmaps) under
+torch.profiler and prints the kernels that take the GPU's time, their kinds and the CPU time per
+evaluation. Writes benchmarks/out/profile_body.json (and profile_<config>.txt with the profiler
+table); `goals.py` shows these kinds beside a missed goal.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import statistics
 import sys
 import time
@@ -38,6 +41,35 @@ from nets import TINY_KWARGS  # noqa: E402  (the test-only tiny network, for --t
 
 from visualizer.models.device import pick_device  # noqa: E402
 from visualizer.models.networks import PRECISIONS  # noqa: E402
+
+# Kernel kinds by name, first match wins: the compiler's fused kernels, attention, cuDNN/CUTLASS convolutions
+# ("fprop"; "dgrad" for the transposed ones), matrix products, copies and layout changes, reductions.
+KINDS = (
+    ("fused by the compiler (Triton)", r"^triton_"),   # its names list the fused ops ("..._convolution_0"): first
+    ("attention", r"flash|fmha|attention|sdpa"),
+    ("convolution", r"conv|fprop|dgrad|implicit_gemm|winograd"),
+    ("matrix product (gemm)", r"gemm|gemv|cublas|cutlass|sm\d+_xmma|matmul"),
+    ("layout changes and copies", r"nchw|nhwc|memcpy|memset|copy|transpose|cat"),
+    ("reductions", r"reduce|norm|softmax"),
+    ("other elementwise", r"elementwise|vectorized|unrolled"),
+)
+
+
+def kernel_kinds(events) -> dict[str, float]:
+    """Seconds of GPU time per kernel kind from `prof.key_averages()` (events without GPU time are skipped)."""
+    out: dict[str, float] = {}
+    for e in events:
+        if e.self_device_time_total <= 0 or e.key.startswith(("aten::", "cuda", "Torch-Compiled", "## ")):
+            continue
+        kind = next((k for k, pattern in KINDS if re.search(pattern, e.key, re.IGNORECASE)), "other")
+        out[kind] = out.get(kind, 0.0) + e.self_device_time_total / 1e6
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def print_kinds(kinds: dict[str, float]) -> None:
+    total = sum(kinds.values()) or 1.0
+    for kind, seconds in kinds.items():
+        print(f"    {kind:<34} {seconds * 1e3:9.2f} ms  {seconds / total:6.1%}", flush=True)
 
 
 def build(base: EDMPrecond, mode: str, precision: str, device: torch.device) -> EDMPrecond:
@@ -77,7 +109,15 @@ def time_body(net: EDMPrecond, batch: int, device: torch.device, calls: int = 20
                 t = time.perf_counter()
                 net(x, sigma, labels)
                 times.append(time.perf_counter() - t)
-    return {"first_call_s": first, "seconds": statistics.median(times)}
+        kinds = None
+        if device.type == "cuda":
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                    torch.profiler.ProfilerActivity.CUDA]) as prof:
+                for _ in range(5):
+                    net(x, sigma, labels)
+                torch.cuda.synchronize()
+            kinds = {k: v / 5 for k, v in kernel_kinds(prof.key_averages()).items()}
+    return {"first_call_s": first, "seconds": statistics.median(times), "gpu_kinds_per_forward_s": kinds}
 
 
 def profile_click(base: EDMPrecond, mode: str, precision: str, device: torch.device, out: Path) -> dict:
@@ -100,6 +140,7 @@ def profile_click(base: EDMPrecond, mode: str, precision: str, device: torch.dev
     events = prof.key_averages()
     gpu = sum(e.self_device_time_total for e in events) / 1e6 if device.type == "cuda" else None
     return {"mode": mode, "precision": precision, "nfe": 15, "wall_s": wall, "gpu_kernel_s": gpu,
+            "gpu_kinds_s": kernel_kinds(events) if device.type == "cuda" else None,
             "wall_per_nfe_ms": wall / 15 * 1e3, "gpu_per_nfe_ms": None if gpu is None else gpu / 15 * 1e3,
             "table": str(out), "calls": dict(net.body.counts) if net.body is not None else None}
 
@@ -133,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         results["body"].append(r)
         print(f"{config:<22} first call {r['first_call_s']:8.2f} s   per forward {r['seconds'] * 1e3:8.2f} ms"
               f"   {r['images_per_s']:9.1f} img/s", flush=True)
+        if r["gpu_kinds_per_forward_s"]:
+            print_kinds(r["gpu_kinds_per_forward_s"])
         del net
         save()
     for spec in args.profile:
@@ -141,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         results["profiles"].append(r)
         print(json.dumps(r), flush=True)
         print(Path(r["table"]).read_text(), flush=True)
+        if r["gpu_kinds_s"]:
+            print("GPU time of the click by kernel kind:")
+            print_kinds(r["gpu_kinds_s"])
         save()
     return 0
 
