@@ -104,7 +104,7 @@ def rows(perf: dict | None, umap: dict | None, browser: dict | None, causal: dic
                         "unedited", f"<= {EDITED_CLICK_RATIO:g}x", f"{ed['ratio']:.2f}x ({ed['edited_s']:.2f} s vs "
                         f"{ed['unedited_s']:.2f} s)", "", "", status(ed["ratio"] <= EDITED_CLICK_RATIO)))
     gpu = (causal or {}).get("gpu")
-    if gpu is None or causal.get("device") != "cuda":
+    if gpu is None or gpu.get("timing") != "cuda events":
         out.append(("3b", "edited student regeneration + 37 heatmaps, GPU time", "< 20 ms",
                     "not measured: python benchmarks/bench_causal.py (on a GPU)", "", "", ""))
     else:

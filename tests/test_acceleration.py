@@ -12,7 +12,7 @@ import torch
 from nets import tiny_net
 
 from visualizer.adapters.edm import EDMAdapter
-from visualizer.models.acceleration import FastBody, accelerate
+from visualizer.models.acceleration import RECOMPILE_LIMIT, FastBody, accelerate
 from visualizer.models.seeding import one_hot
 from visualizer.trace.capture import capture
 
@@ -268,11 +268,25 @@ def test_copies_and_pickles_of_a_net_run_eagerly():
     assert torch.load(buffer, weights_only=False).body is None
 
 
+def test_compiled_bodies_may_keep_more_variants_than_dynamos_default():
+    """Every FastBody shares dynamo's recompile budget (one code object); a GPU run exhausted the default 8,
+    after which new graph variants (editable, reduced) ran uncompiled without a word."""
+    import torch._dynamo.config as dynamo
+
+    before = dynamo.recompile_limit
+    try:
+        dynamo.recompile_limit = 8
+        FastBody(tiny_net().model, compile=True, graphs=False)
+        assert dynamo.recompile_limit == RECOMPILE_LIMIT >= 32
+    finally:
+        dynamo.recompile_limit = max(before, RECOMPILE_LIMIT)
+
+
 @cuda
 @pytest.mark.parametrize("mode", ["graphs", "full"])
 def test_edits_on_the_fast_path_on_cuda(mode):
     """Edits are inputs of the captured graph: replacing a layer with its own value changes no bit (in 'full'
-    mode, where the edited graph is compiled with other fusions, nothing beyond float32 rounding), an edited
+    mode, where the edited graph is compiled with other fusions, nothing beyond the fp32 fast path's bound), an edited
     run matches the edited eager run within the fast path's bounds, and an edited click replays one graph."""
     from visualizer.trace import Edit, SigmaRange
 
@@ -290,7 +304,7 @@ def test_edits_on_the_fast_path_on_cuda(mode):
         again = fast.trace([6], 3, [layer], **kw, edits=edit)
     if mode == "graphs":
         assert torch.equal(same.final, plain.final)
-    assert rel(same.final, plain.final) < 1e-6, rel(same.final, plain.final)
+    assert rel(same.final, plain.final) < 1e-5, rel(same.final, plain.final)   # 'full' measured 2.1e-6 (H200)
     assert rel(edited.final, eager.final) < 1e-5, rel(edited.final, eager.final)
     assert rel(edited.layer(layer), eager.layer(layer)) < 1e-5, rel(edited.layer(layer), eager.layer(layer))
     counts = fast.net.body.counts

@@ -46,8 +46,8 @@ def test_a_goal_met_or_missed_follows_the_measurement(perf):
     perf = copy.deepcopy(perf)
     fast = [c for c in perf["cases"] if c["case"].startswith("teacher click (") and c["path"] != "eager fp32"][0]
     fast["seconds_256"] = 0.99
-    causal = {"device": "cuda", "gpu": {"edited_student_click_s": 0.0063, "timing": "cuda events", "sweep_s": 12.0,
-                                        "sweep_layers": 37, "sweep_seeds": 64}}
+    causal = {"device": "NVIDIA H200", "gpu": {"edited_student_click_s": 0.0063, "timing": "cuda events",
+                                               "sweep_s": 12.0, "sweep_layers": 37, "sweep_seeds": 64}}
     rows = _by_id(goals.rows(perf, None, None, causal))
     assert rows["1"][-1] == "met" and rows["3b"][-1] == "met" and rows["3b"][3].startswith("6.3 ms")
     assert rows["c"][-1] == "**missed**"

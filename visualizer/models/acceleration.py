@@ -46,6 +46,10 @@ from torch import nn
 from visualizer.models.networks import DhariwalUNet
 
 COMPILE_MODES = ("off", "graphs", "full")   # eager; CUDA graphs of the eager body; torch.compile + CUDA graphs
+# Compiled variants of `FastBody._body` that dynamo may keep: one per net x input shape x what is kept x editable.
+# Its default (8) is shared by every FastBody, since dynamo caches per code object; past it, new variants would run
+# uncompiled, silently. A GPU test run met it (teacher and student, plain, reduced, full and editable graphs).
+RECOMPILE_LIMIT = 64
 FALLBACK = object()    # what a hook's edit() returns for an edit the fast path cannot express
 log = logging.getLogger(__name__)
 Edits = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -107,6 +111,8 @@ class FastBody:
         self.all_taps = tuple(self.blocks)
         # Every module but the blocks themselves: a hook on any of them needs the eager path.
         self._others = [m for m in model.modules() if all(m is not b for b in blocks)]
+        if compile:
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         self.fn = torch.compile(self._body, dynamic=False, mode=compile_mode) if compile else self._body
         self.graphs, self.graph_max_batch, self.max_graphs = graphs, graph_max_batch, max_graphs
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
