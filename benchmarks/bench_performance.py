@@ -204,8 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     fast_name = f"{args.compile} {args.precision}"
     results: dict = {"fast": {"compile": args.compile, "precision": args.precision}, "cases": []}
 
+    results.update({
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
+        platform.processor() or "cpu", "torch": torch.__version__, "tiny": args.tiny, "steps": steps,
+        "baseline_steps": base_steps, "command": " ".join(["python", "benchmarks/bench_performance.py",
+                                                          *(argv or sys.argv[1:])]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": False,
+    })
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
     def add(case: str, path: str, **values) -> None:
+        """Records a case and rewrites the file, so a run cut short by a time limit keeps what it measured."""
         results["cases"].append({"case": case, "path": path, **values})
+        args.out.write_text(json.dumps(results, indent=2))
         print(f"  {case:<34} {path:<16} " + ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items() if k != "all_s"),
             flush=True)
@@ -244,14 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             add("edm fid batch + bottleneck", "eager fp32", **{**r, "seconds_per_image_256": r["seconds_per_image"]
                                                                * scale})
 
-    results.update({
-        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
-        platform.processor() or "cpu", "torch": torch.__version__, "tiny": args.tiny, "steps": steps,
-        "baseline_steps": base_steps, "counts": {k: dict(a.net.body.counts) for k, a in fast.items() if a.net.body},
-        "command": " ".join(["python", "benchmarks/bench_performance.py", *(argv or sys.argv[1:])]),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results.update({"counts": {k: dict(a.net.body.counts) for k, a in fast.items() if a.net.body},
+                    "complete": True})
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
     return 0

@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     table = [header, ("---",) * len(header), *body]
     if perf is not None:
         print(f"GPU: {perf['device_name']}, torch {perf['torch']}, fast path: compile {perf['fast']['compile']}, "
-              f"precision {perf['fast']['precision']} ({perf['created']})")
+              f"precision {perf['fast']['precision']} ({perf['created']})"
+              + ("" if perf.get("complete", True) else "; a partial run: the cases it reached"))
     for r in table:
         print("| " + " | ".join(r) + " |")
     for line in where_time_goes(body, _load(args.profile)):

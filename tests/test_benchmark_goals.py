@@ -31,6 +31,7 @@ def _by_id(table):
 
 
 def test_every_gpu_goal_has_its_target_ratios_and_status(perf):
+    assert perf["complete"] is True
     rows = _by_id(goals.rows(perf, None, None, None))
     assert {"1", "2a", "2b", "2c", "3a", "3b"} <= rows.keys()
     assert rows["1"][2] == "<= 1 s" and "faster than 21.5 s" in rows["1"][4] and "scaled from 2 steps" in rows["1"][5]
