@@ -71,7 +71,8 @@ def time_batch(adapter, batch: int, pools: dict, record: bool, repeats: int, war
         times.append(time.perf_counter() - t)
     median = statistics.median(times)
     return {"batch": batch, "record": record, "seconds_per_batch": median, "images_per_s": batch / median,
-            "seconds_per_image": median / batch, "peak_gib": _peak_gib(adapter.device), "repeats": repeats}
+            "seconds_per_image": median / batch, "peak_gib": _peak_gib(adapter.device), "repeats": repeats,
+            "all_s": times}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,8 +115,8 @@ class Bench:
         out = {}
         for name, edits in (("unedited", []), ("edited", [edit])):
             timed(lambda e=edits: click(10_000, e), self.device)
-            out[f"{name}_s"] = statistics.median(timed(lambda k=k, e=edits: click(k, e), self.device)[0]
-                                                 for k in range(clicks))
+            times = [timed(lambda k=k, e=edits: click(k, e), self.device)[0] for k in range(clicks)]
+            out[f"{name}_s"], out[f"{name}_all_s"] = statistics.median(times), times
         body = teacher.net.body
         return {**out, "ratio": out["edited_s"] / out["unedited_s"], "steps": steps,
                 "eager_edit_calls": 0 if body is None else body.counts["eager_edit"]}
@@ -145,7 +145,7 @@ class Bench:
             assert len(look.views["student"].maps) == len(self.layers)
             wall.append(t)
         return {"gpu_s": statistics.median(gpu) if gpu else None, "first_look_wall_s": statistics.median(wall),
-                "first_click_s": warm}
+                "first_click_s": warm, "gpu_all_s": gpu}
 
     # -- goal 3 -------------------------------------------------------------------------------------
     def extraction(self, adapter, batch: int, record: bool, repeats: int, **sample_kw) -> dict:
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         results["cases"].append({"case": case, "path": path, **values})
         args.out.write_text(json.dumps(results, indent=2))
         print(f"  {case:<34} {path:<16} " + ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items() if k != "all_s"),
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+            if not k.endswith("all_s")),
             flush=True)
 
     eager = {"teacher": bench.adapter(EDMAdapter, "fp32", "off"), "student": bench.adapter(DMD2Adapter, "fp32", "off")}

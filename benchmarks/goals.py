@@ -43,6 +43,16 @@ EDITED_STUDENT_S = 0.020
 SWEEP_S = 10.0
 STUDENT_CLICK_S = 0.010
 
+def _spread(values: list[float] | None, fmt: str, scale: float = 1.0, invert: float | None = None) -> str:
+    """', range lo-hi of n runs' for a median's runs (files from before `all_s` was kept show nothing): a gap
+    between two figures narrower than their ranges is run-to-run noise, not a difference. `invert` reports
+    invert / value (a rate from times)."""
+    if not values or len(values) < 2:
+        return ""
+    shown = sorted(invert / v if invert else v * scale for v in values)
+    return f", range {shown[0]:{fmt}}-{shown[-1]:{fmt}} of {len(shown)}"
+
+
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -69,8 +79,9 @@ def rows(perf: dict | None, umap: dict | None, browser: dict | None, causal: dic
         t, te = _case(perf, "teacher click (", fast), _case(perf, "teacher click (", "eager fp32")
         if t:
             s = t["seconds_256"]
+            spread = _spread(t.get("all_s"), ".2f", 511 / t["nfe"])
             out.append(("1", "teacher click: 256-step FID sample + 37 l2 heatmaps every step, batch 1",
-                        f"<= {TEACHER_CLICK_S:g} s", f"{s:.2f} s ({fast}; start-up: first click "
+                        f"<= {TEACHER_CLICK_S:g} s", f"{s:.2f} s ({fast}{spread}; start-up: first click "
                         f"{t['first_click_s']:.1f} s)", f"{ANCHOR_TEACHER_CLICK_S / s:.1f}x faster than 21.5 s",
                         f"{te['seconds_256'] / s:.1f}x ({te['seconds_256']:.1f} s, scaled from {te['steps']} steps)"
                         if te else "", status(s <= TEACHER_CLICK_S)))
@@ -79,7 +90,8 @@ def rows(perf: dict | None, umap: dict | None, browser: dict | None, causal: dic
         if rec:
             ips = rec["images_per_s"]
             out.append(("2a", "DMD2 one step, batch 256, bottleneck recorded", f">= {DMD2_IMG_S:,.0f} img/s",
-                        f"{ips:,.0f} img/s", f"{ips / ANCHOR_DMD2_FP32:.2f}x 543 (fp32), "
+                        f"{ips:,.0f} img/s{_spread(rec.get('all_s'), ',.0f', invert=rec['batch'])}",
+                        f"{ips / ANCHOR_DMD2_FP32:.2f}x 543 (fp32), "
                         f"{ips / ANCHOR_DMD2_FP16:.2f}x 744 (fp16)",
                         f"{ips / eager_rec['images_per_s']:.2f}x ({eager_rec['images_per_s']:.0f} img/s)"
                         if eager_rec else "", status(ips >= DMD2_IMG_S)))
@@ -100,9 +112,11 @@ def rows(perf: dict | None, umap: dict | None, browser: dict | None, causal: dic
                         f"{over:+.1%}", "", "", status(over <= RECORDING_OVERHEAD)))
         ed = _case(perf, "teacher click, edited", fast)
         if ed:
+            both = f"{ed['edited_s']:.2f} s{_spread(ed.get('edited_all_s'), '.2f')} vs {ed['unedited_s']:.2f} s" \
+                f"{_spread(ed.get('unedited_all_s'), '.2f')}"
             out.append(("3a", "edited teacher click (half the bottleneck mean-ablated, every evaluation) vs "
-                        "unedited", f"<= {EDITED_CLICK_RATIO:g}x", f"{ed['ratio']:.2f}x ({ed['edited_s']:.2f} s vs "
-                        f"{ed['unedited_s']:.2f} s)", "", "", status(ed["ratio"] <= EDITED_CLICK_RATIO)))
+                        "unedited", f"<= {EDITED_CLICK_RATIO:g}x", f"{ed['ratio']:.2f}x ({both})", "", "",
+                        status(ed["ratio"] <= EDITED_CLICK_RATIO)))
     gpu = (causal or {}).get("gpu")
     if gpu is None or gpu.get("timing") != "cuda events":
         out.append(("3b", "edited student regeneration + 37 heatmaps, GPU time", "< 20 ms",
@@ -118,7 +132,8 @@ def rows(perf: dict | None, umap: dict | None, browser: dict | None, causal: dic
         if st and st["gpu_s"] is not None:
             g = st["gpu_s"]
             out.append(("p", "student click: one-step image + 37 heatmaps, GPU time (first performance issue)",
-                        f"<= {STUDENT_CLICK_S * 1e3:g} ms", f"{g * 1e3:.1f} ms (app first_look wall "
+                        f"<= {STUDENT_CLICK_S * 1e3:g} ms",
+                        f"{g * 1e3:.1f} ms{_spread(st.get('gpu_all_s'), '.1f', 1e3)} (app first_look wall "
                         f"{st['first_look_wall_s'] * 1e3:.1f} ms)", f"{ANCHOR_STUDENT_S / g:.1f}x faster than 34 ms "
                         "(image only)", f"{se['gpu_s'] / g:.1f}x ({se['gpu_s'] * 1e3:.1f} ms)" if se else "",
                         status(g <= STUDENT_CLICK_S)))

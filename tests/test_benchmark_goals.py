@@ -54,6 +54,19 @@ def test_a_goal_met_or_missed_follows_the_measurement(perf):
     assert rows["c"][-1] == "**missed**"
 
 
+def test_medians_come_with_the_range_of_their_runs(perf):
+    assert "range" not in goals.rows(perf, None, None, None)[0][3]       # one click: no range to show
+    perf = copy.deepcopy(perf)
+    for case in perf["cases"]:
+        if case["case"].startswith("teacher click (") and case["path"] != "eager fp32":
+            case["all_s"] = [2 * case["nfe"] / 511, case["nfe"] / 511, 3 * case["nfe"] / 511]    # 2, 1, 3 s at 256
+        elif case["case"].startswith("dmd2 batch") and case.get("record") and "all_s" in case:
+            case["all_s"] = [case["batch"] / 1000, case["batch"] / 2000]                         # 1,000, 2,000 img/s
+    rows = _by_id(goals.rows(perf, None, None, None))
+    assert ", range 1.00-3.00 of 3;" in rows["1"][3]
+    assert rows["2a"][3].endswith("img/s, range 1,000-2,000 of 2")
+
+
 def test_missed_goals_come_with_where_the_time_goes(perf):
     table = goals.rows(perf, None, None, None)
     assert all("not profiled" in line for line in goals.where_time_goes(table, None))
