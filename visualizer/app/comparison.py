@@ -36,7 +36,7 @@ from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.jobs import ThreadedJobManager, current_job
 from visualizer.app.panels import shown_name
-from visualizer.app.ui import BOX, HIDDEN, SMALL, empty_figure, parse_seeds
+from visualizer.app.ui import BOX, HIDDEN, SMALL, empty_figure, parse_seeds, radio
 from visualizer.errors import UserError
 from visualizer.inspection.comparison import (
     MAX_ALIGNMENT_SEEDS,
@@ -273,10 +273,7 @@ def layout(info: LayoutInfo) -> list:
                   html.Div(dcc.Dropdown(id=ID.cmp_class, options=class_options, value=ALL_CLASSES,
                                         clearable=False), style={"width": "180px"})], style=field),
         html.Div([html.Span("rows from", style=SMALL),
-                  dcc.RadioItems(id=ID.cmp_source, value="auto",
-                                 options=[{"label": v, "value": k} for k, v in SOURCE_LABELS.items()],
-                                 inline=True, inputStyle={"marginRight": "4px"},
-                                 labelStyle={"marginRight": "10px", "fontSize": "12px"})], style=field),
+                  radio(ID.cmp_source, SOURCE_LABELS, "auto")], style=field),
         html.Div([html.Span("fresh-trace seeds", style=SMALL),
                   dcc.Input(id=ID.cmp_seeds, type="text", value=DEFAULT_SEEDS, maxLength=200,
                             style={"width": "120px"}),
@@ -295,10 +292,7 @@ def layout(info: LayoutInfo) -> list:
             html.Div("Which teacher step each student layer resembles (sigma alignment)",
                      style={**SMALL, "fontWeight": "600", "margin": "8px 0 6px 0"}),
             html.Div([html.Span("rows from", style=SMALL),
-                      dcc.RadioItems(id=ID.align_source, value="auto",
-                                     options=[{"label": v, "value": k} for k, v in ALIGN_SOURCE_LABELS.items()],
-                                     inline=True, inputStyle={"marginRight": "4px"},
-                                     labelStyle={"marginRight": "10px", "fontSize": "12px"})], style=field),
+                      radio(ID.align_source, ALIGN_SOURCE_LABELS, "auto")], style=field),
             html.Div([html.Span("fresh-trace seeds", style=SMALL),
                       dcc.Input(id=ID.align_seeds, type="text", value=DEFAULT_ALIGNMENT_SEEDS, maxLength=200,
                                 style={"width": "100px"}),

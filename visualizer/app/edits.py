@@ -44,7 +44,7 @@ from visualizer.app import panels
 from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.panels import canonical_name, models_of, png_data_uri, request_from, shown_name
-from visualizer.app.ui import BOX, ERROR, SMALL, empty_figure, parse_seed, parse_seeds
+from visualizer.app.ui import BOX, ERROR, SMALL, empty_figure, parse_seed, parse_seeds, radio
 from visualizer.errors import UserError
 from visualizer.inspection import Request
 from visualizer.inspection.edits import OPS, EditSpec
@@ -279,18 +279,13 @@ def _edit_box(info: LayoutInfo) -> html.Div:
         html.Div([
             html.Div([
                 html.Div([html.Span("model", style=SMALL),
-                          dcc.RadioItems(id=ID.edit_model, options=[{"label": m, "value": m} for m in models],
-                                         value=default_model, inline=True, inputStyle={"marginRight": "4px"},
-                                         labelStyle={"marginRight": "10px", "fontSize": "12px"})], style=field),
+                          radio(ID.edit_model, {m: m for m in models}, default_model)], style=field),
                 html.Div([html.Span("layer", style=SMALL),
                           html.Div(dcc.Dropdown(id=ID.edit_layer, options=[{"label": n, "value": n} for n in canonical],
                                                 value=default_layer, clearable=False), style={"width": "220px"})],
                          style=field),
                 html.Div([html.Span("operation", style=SMALL),
-                          dcc.RadioItems(id=ID.edit_op, value="zero",
-                                         options=[{"label": v, "value": k} for k, v in OP_LABELS.items()],
-                                         inline=True, inputStyle={"marginRight": "4px"},
-                                         labelStyle={"marginRight": "10px", "fontSize": "12px"})], style=field),
+                          radio(ID.edit_op, OP_LABELS, "zero")], style=field),
                 html.Div([html.Span("channels", style=SMALL),
                           dcc.Input(id=ID.edit_channels, type="text", placeholder="e.g. 0-7, 12 (empty: all)",
                                     maxLength=200, style={"width": "170px"}),

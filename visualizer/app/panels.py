@@ -56,7 +56,7 @@ from plotly.subplots import make_subplots
 from visualizer.app.context import AppContext, LayoutInfo, bind
 from visualizer.app.ids import ID
 from visualizer.app.jobs import current_job
-from visualizer.app.ui import BOX, ERROR, HIDDEN, SMALL, empty_figure, parse_seed
+from visualizer.app.ui import BOX, ERROR, HIDDEN, SMALL, empty_figure, parse_seed, radio
 from visualizer.errors import UserError
 from visualizer.inspection import Request
 from visualizer.inspection.comparison import Comparisons
@@ -453,9 +453,7 @@ def _controls(info: LayoutInfo) -> html.Div:
             html.Div([
                 html.Div([
                     html.Label("layers", style=SMALL),
-                    dcc.RadioItems(id=ID.naming, options=[{"label": f"{k} names", "value": k} for k in NAMINGS],
-                                   value=naming, inline=True, inputStyle={"marginRight": "4px"},
-                                   labelStyle={"marginRight": "10px", "fontSize": "12px"}),
+                    radio(ID.naming, {k: f"{k} names" for k in NAMINGS}, naming),
                 ], className="viz-toolbar"),
                 dcc.Dropdown(id=ID.layer_pick, options=layer_options, value=list(info.default_layers), multi=True,
                              placeholder="pick layers"),

@@ -1,12 +1,15 @@
-"""The look every feature shares: box and text styles, the placeholder figure of an empty view, and the
+"""The look every feature shares: box and text styles, a row of radio buttons, the placeholder figure of an
+empty view, and the
 checks of what users type that more than one feature reads (`parse_seed`, `parse_seeds`)."""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
 import plotly.graph_objects as go
+from dash import dcc
 
 from visualizer.errors import UserError
 
@@ -17,6 +20,13 @@ SMALL = {"fontSize": "12px", "color": "#555"}
 ERROR = {"fontSize": "12px", "color": "#b00"}
 MAX_SEED = 2**32 - 1     # seeds are drawn modulo 2^32 (visualizer.models.seeding): larger ones would repeat
 MAX_ADDRESS = 16_384     # characters of the page's address hash (visualizer.app.urlstate reads, inputs bounds)
+
+
+def radio(ident: str, labels: Mapping[str, str], value: str) -> dcc.RadioItems:
+    """One row of radio buttons in the page's small type; `labels` maps each value to what the button says."""
+    return dcc.RadioItems(id=ident, options=[{"label": v, "value": k} for k, v in labels.items()], value=value,
+                          inline=True, inputStyle={"marginRight": "4px"},
+                          labelStyle={"marginRight": "10px", "fontSize": "12px"})
 
 
 def empty_figure(message: str, height: int = 240) -> go.Figure:
