@@ -8,7 +8,6 @@ standard unpickler), so "the canary does not exist" after our reader ran means t
 from __future__ import annotations
 
 import builtins
-import io
 import os
 import pickle
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hostile_corpus import legacy_storage_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nets import tiny_net
@@ -152,23 +152,6 @@ def test_code_inside_a_storage_blob_is_refused(tmp_path):
     assert not canary.exists()
 
 
-def _legacy_storage_bytes(numel: int, data: bytes) -> bytes:
-    """A legacy torch.save of a float storage that declares `numel` elements but carries `data`."""
-
-    marker = object()
-
-    class Storage(pickle.Pickler):
-        def persistent_id(self, obj):
-            return ("storage", torch.FloatStorage, "0", "cpu", numel, None) if obj is marker else None
-
-    buf = io.BytesIO()
-    for value in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
-        pickle.dump(value, buf, protocol=2)
-    Storage(buf, protocol=2).dump(marker)
-    pickle.dump(["0"], buf, protocol=2)
-    return buf.getvalue() + struct.pack("<q", numel) + data
-
-
 def _network_with_tensor(tmp_path: Path, name: str, storage_bytes: bytes, size: tuple, stride: tuple) -> Path:
     tensor = Reduce(REBUILD_TENSOR_V2, Reduce(LOAD_FROM_BYTES, storage_bytes), 0, size, stride, False, OrderedDict())
     return dump_edm_layout({"ema": PersistentObject("EDMPrecond", {"_buffers": {"x": tensor}})}, tmp_path / name)
@@ -176,18 +159,18 @@ def _network_with_tensor(tmp_path: Path, name: str, storage_bytes: bytes, size: 
 
 def test_forged_sizes_are_refused_before_allocating(tmp_path):
     # A genuine 12-element storage is read fine by the same path...
-    ok = _network_with_tensor(tmp_path, "ok.pkl", _legacy_storage_bytes(12, struct.pack("<12f", *range(12))),
+    ok = _network_with_tensor(tmp_path, "ok.pkl", legacy_storage_bytes(12, struct.pack("<12f", *range(12))),
                               (3, 4), (4, 1))
     assert torch.equal(read_edm_pickle(ok)[1]["x"], torch.arange(12.0).reshape(3, 4))
     # ...a storage declaring 2**40 floats over 48 bytes is refused before torch.load sees it,
-    huge_storage = _network_with_tensor(tmp_path, "storage.pkl", _legacy_storage_bytes(2**40, bytes(48)), (12,), (1,))
+    huge_storage = _network_with_tensor(tmp_path, "storage.pkl", legacy_storage_bytes(2**40, bytes(48)), (12,), (1,))
     with pytest.raises(CheckpointError, match=r"storage.pkl: refused a storage declaring 1099511627776 x 4 bytes"):
         load_edm_pickle(huge_storage)
     # ...and so is a tensor viewing 2**40 elements of a 12-element storage, or reaching past its end.
-    huge_tensor = _network_with_tensor(tmp_path, "tensor.pkl", _legacy_storage_bytes(12, bytes(48)), (2**40,), (1,))
+    huge_tensor = _network_with_tensor(tmp_path, "tensor.pkl", legacy_storage_bytes(12, bytes(48)), (2**40,), (1,))
     with pytest.raises(CheckpointError, match=r"tensor.pkl: refused a tensor of 1099511627776 elements"):
         load_edm_pickle(huge_tensor)
-    past_end = _network_with_tensor(tmp_path, "past.pkl", _legacy_storage_bytes(12, bytes(48)), (4, 4), (4, 1))
+    past_end = _network_with_tensor(tmp_path, "past.pkl", legacy_storage_bytes(12, bytes(48)), (4, 4), (4, 1))
     with pytest.raises(CheckpointError, match=r"past.pkl: refused a tensor of size \(4, 4\) that reaches past"):
         load_edm_pickle(past_end)
 
