@@ -46,6 +46,13 @@ def write_pair(folder: Path, teacher_seed: int = 0, student_seed: int = 1) -> tu
     return pkl, student_dir
 
 
+def pair_models(teacher: Path, student: Path) -> dict[str, dict]:
+    """The sidecar's models for a teacher pickle and a student checkpoint (`write_pair`'s files): a run that can
+    regenerate its samples."""
+    return {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(teacher), "role": "teacher"},
+            "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+
+
 def write_synthetic_embeddings(folder: Path, num_seeds: int, models: dict[str, dict] | None = None,
                                num_classes: int = 10, class_names: list[str] | None = None, thumbnails: int = 40,
                                seed: int = 0) -> Path:

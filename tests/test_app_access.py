@@ -17,7 +17,7 @@ import urllib.request
 
 import dash
 import pytest
-from app_files import write_pair, write_synthetic_embeddings
+from app_files import pair_models, write_pair, write_synthetic_embeddings
 from werkzeug.serving import make_server
 
 from visualizer.app import access, cli
@@ -29,8 +29,7 @@ TOKEN = "s3cret-token-for-the-tests"
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("access")
     pkl, student = write_pair(folder / "ckpt")
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     return folder, write_synthetic_embeddings(folder / "emb", 10, models=models)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from app_files import write_pair, write_synthetic_embeddings
+from app_files import pair_models, write_pair, write_synthetic_embeddings
 from dash import no_update
 from dash.exceptions import PreventUpdate
 
@@ -36,8 +36,7 @@ SEEDS = 30
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("callbacks")
     pkl, student = write_pair(folder / "ckpt")
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     return write_synthetic_embeddings(folder / "emb", SEEDS, models=models)
 
 

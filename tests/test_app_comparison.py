@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from app_files import write_pair, write_synthetic_embeddings
+from app_files import pair_models, write_pair, write_synthetic_embeddings
 from dash import no_update
 from dash.exceptions import PreventUpdate
 
@@ -31,8 +31,7 @@ LAYERS = ["encoder_block_0", "encoder_bottleneck", "decoder_block_6"]
 def state(tmp_path_factory):
     folder = tmp_path_factory.mktemp("comparison")
     pkl, student = write_pair(folder / "ckpt")
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     return load(AppConfig(embeddings=write_synthetic_embeddings(folder / "emb", 12, models=models), device="cpu",
                           num_steps=STEPS))
 

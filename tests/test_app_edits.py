@@ -4,7 +4,7 @@ images and how every layer moved, undo is a cache hit, the sweep draws its inter
 
 import numpy as np
 import pytest
-from app_files import write_pair, write_synthetic_embeddings
+from app_files import pair_models, write_pair, write_synthetic_embeddings
 from dash import no_update
 
 from visualizer.app import edits, panels, scatter
@@ -21,8 +21,7 @@ LAYER = "encoder_bottleneck"
 def state(tmp_path_factory):
     folder = tmp_path_factory.mktemp("edits")
     pkl, student = write_pair(folder / "ckpt")
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     csv = write_synthetic_embeddings(folder / "emb", 12, models=models)
     return load(AppConfig(embeddings=csv, device="cpu", num_steps=3))
 

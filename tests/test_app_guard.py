@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from app_files import write_pair, write_synthetic_embeddings
+from app_files import pair_models, write_pair, write_synthetic_embeddings
 from dash_requests import ENDPOINT, answer, body_for, notice
 
 from visualizer.app import inputs
@@ -31,8 +31,7 @@ RECORD = Path(__file__).resolve().parents[1] / "benchmarks" / "out" / "server_fu
 def state(tmp_path_factory):
     folder = tmp_path_factory.mktemp("guard")
     pkl, student = write_pair(folder / "ckpt")
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     return load(AppConfig(embeddings=write_synthetic_embeddings(folder / "emb", 20, models=models), device="cpu",
                           num_steps=STEPS))
 

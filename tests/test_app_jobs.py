@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from app_files import write_pair, write_synthetic_embeddings
+from app_files import pair_models, write_pair, write_synthetic_embeddings
 from dash_requests import answer, body_for, notice, poll, post
 
 from visualizer.app.config import AppConfig, load
@@ -27,8 +27,7 @@ RUN = "trajectory-done.data"          # the teacher's background callback
 def state(tmp_path_factory):
     folder = tmp_path_factory.mktemp("jobs")
     pkl, student = write_pair(folder / "ckpt")
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     return load(AppConfig(embeddings=write_synthetic_embeddings(folder / "emb", 20, models=models), device="cpu",
                           num_steps=STEPS))
 

@@ -7,7 +7,7 @@ import json
 import urllib.parse
 
 import pytest
-from app_files import write_pair, write_synthetic_embeddings
+from app_files import pair_models, write_pair, write_synthetic_embeddings
 from dash import no_update
 from dash.exceptions import PreventUpdate
 
@@ -26,8 +26,7 @@ ZERO = {"model": "student", "layer": "midblock", "op": "zero", "channels": None,
 def state(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pins")
     pkl, student = write_pair(folder / "ckpt")
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     csv = write_synthetic_embeddings(folder / "run-a", 260, models=models)
     return load(AppConfig(embeddings=csv, device="cpu", num_steps=STEPS))
 

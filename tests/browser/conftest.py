@@ -1,7 +1,7 @@
 """Fixtures of the browser tests: tiny real-format checkpoints and a small embeddings table."""
 
 import pytest
-from app_files import write_pair, write_synthetic_embeddings
+from app_files import pair_models, write_pair, write_synthetic_embeddings
 
 
 @pytest.fixture(scope="session")
@@ -13,8 +13,7 @@ def checkpoints(tmp_path_factory):
 def small_csv(tmp_path_factory, checkpoints):
     """60 seeds per model, sidecar naming the real checkpoints (so --embeddings alone would load them)."""
     pkl, student = checkpoints
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     return write_synthetic_embeddings(tmp_path_factory.mktemp("emb"), 60, models=models)
 
 

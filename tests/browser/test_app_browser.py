@@ -4,7 +4,7 @@ import os
 import time
 
 import pytest
-from app_files import write_synthetic_embeddings
+from app_files import pair_models, write_synthetic_embeddings
 from app_helpers import (
     HEATMAPS,
     PANELS,
@@ -169,8 +169,7 @@ def test_box_selection_fills_gallery_and_exports_csv(dash_duo, small_csv, checkp
 
 def test_scale_100k_points_load_and_click(dash_duo, tmp_path, checkpoints):
     pkl, student = checkpoints
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     csv = write_synthetic_embeddings(tmp_path / "emb", 50_000, models=models)
     config = AppConfig(embeddings=csv, models=(ModelSource("teacher", str(pkl)), ModelSource("student", str(student))),
                        device="cpu", preset="fid", num_steps=4)

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from app_files import write_synthetic_embeddings
+from app_files import pair_models, write_synthetic_embeddings
 from app_helpers import PANEL_TITLE, click_point, drag_box, hover_point, record, screenshot, settle, start, wait_js
 from selenium.webdriver.common.keys import Keys
 
@@ -41,8 +41,7 @@ def _points() -> int:
 
 def _app(tmp_path, checkpoints, points: int):
     pkl, student = checkpoints
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     t0 = time.perf_counter()
     csv = write_synthetic_embeddings(tmp_path / "emb", points // 2, models=models, num_classes=10)
     written = time.perf_counter() - t0

@@ -5,7 +5,7 @@ and find the same view (seed, layers, step, pins), pick a pin, page the gallery.
 import urllib.parse
 
 import pytest
-from app_files import write_synthetic_embeddings
+from app_files import pair_models, write_synthetic_embeddings
 from app_helpers import (
     HEATMAPS,
     PANEL_TITLE,
@@ -33,8 +33,7 @@ LAYERS = ["encoder_bottleneck", "midblock"]
 def big_csv(tmp_path_factory, checkpoints):
     """200 seeds per model: 400 points, enough for a gallery of more than one page."""
     pkl, student = checkpoints
-    models = {"teacher": {"adapter": "edm-imagenet-64", "checkpoint": str(pkl), "role": "teacher"},
-              "student": {"adapter": "dmd2-imagenet-64", "checkpoint": str(student), "role": "student"}}
+    models = pair_models(pkl, student)
     return write_synthetic_embeddings(tmp_path_factory.mktemp("pins-emb"), 200, models=models)
 
 
