@@ -311,3 +311,25 @@ def test_edits_on_the_fast_path_on_cuda(mode):
     assert counts["eager"] == 0 and counts["eager_edit"] == 0, counts
     assert counts["capture"] - before.get("capture", 0) <= 1, counts    # one editable graph for any set of edits
     assert counts["replay"] - before["replay"] == 14 and again.final.shape == edited.final.shape, counts
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["graphs", "full"])
+def test_edited_batches_larger_than_a_graph_replay_it_in_chunks_on_cuda(mode):
+    """A 20-row edited batch (graphs hold 16) replays the editable graph twice, per-row values sliced with their
+    rows (the patch sweep's case): the same result as eager, no uncompiled fallback."""
+    from visualizer.trace import Edit
+
+    ref, fast = _pair(mode, "fp32")
+    layer, seeds = "enc.8x8_block0", list(range(20))
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        act = ref.trace(seeds[::-1], 3, [layer], forward_only=True, to_cpu=False)[(layer, 0)]
+        edits = [Edit.replace(layer, act), Edit.zero("dec.16x16_block1", channels=range(8))]
+        eager = ref.trace(seeds, 3, [layer], forward_only=True, edits=edits)
+        before = fast.net.body.counts["replay"]
+        got = fast.trace(seeds, 3, [layer], forward_only=True, edits=edits)
+    assert rel(got.final, eager.final) < 1e-5, rel(got.final, eager.final)
+    assert rel(got.layer(layer), eager.layer(layer)) < 1e-5
+    assert torch.equal(got[(layer, 0)].float(), act.cpu().float())      # replaced rows land on their own rows
+    counts = fast.net.body.counts
+    assert counts["replay"] - before == 2 and counts["direct_edit"] == 0 and counts["eager"] == 0, counts

@@ -25,7 +25,7 @@ Edits reach the graph through the hooks of the trace core (`trace.recorder.Tap`)
 to that block's output inside the graph; the pair is an input of the graph, so an edited call
 replays a graph captured once per shape: an editable graph takes every block's pair as an input
 (identity for blocks not edited), so no set of edits recompiles it; edited calls too large for a
-graph run the hook-free body eagerly. Such hooks are then given the edited output through `observe`.
+graph replay it in graph-sized chunks. Such hooks are then given the edited output through `observe`.
 Plain hooks get an empty `inputs` tuple and must not return a replacement output. Anything the fast
 path cannot honour (an edit with no (scale, shift) form, pre-hooks or keyword hooks on a block, hooks
 on modules inside a block or outside the blocks, autograd, training mode) runs that call eagerly,
@@ -163,9 +163,11 @@ class FastBody:
                 g.graph.replay()
                 self.counts["replay"] += 1
                 out, kept = g.out.clone(), {n: g.kept[n].clone() for n in needed}   # the next replay overwrites g's
+        elif edits and self.graphs and x.is_cuda:
+            # Large edited batches replay the editable graph in graph-sized chunks: a compiled body would be
+            # recompiled for every set of edited blocks, and the uncompiled one is several times slower.
+            out, kept = self._chunked(x, noise_labels, class_labels, keep, edits, needed)
         elif edits:
-            # Large edited batches run the hook-free body eagerly: a compiled body would be recompiled for every
-            # set of edited blocks (the editable graphs above carry every block's edit as an input instead).
             self.counts["direct_edit"] += 1
             out, kept = self._body(x, noise_labels, class_labels, taps=keep, edits=edits)
         else:
@@ -181,6 +183,34 @@ class FastBody:
                     raise RuntimeError(f"a forward hook on {name} returned a new output; hooks that replace "
                                        "outputs need the eager path (compile 'off'), or an edit (visualizer.trace)")
         return out
+
+    def _chunked(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None, keep: Keep,
+                 edits: Edits, needed: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """An edited batch larger than `graph_max_batch` as editable-graph replays of at most that many rows;
+        per-row edits (a [B, C, H, W] scale or shift of this batch's size) are sliced with their rows."""
+        n, m = x.shape[0], self.graph_max_batch
+
+        def rows(t: torch.Tensor | None, a: int, b: int, dim: int | None = None) -> torch.Tensor | None:
+            """Rows a:b of a per-row tensor (of `dim` dimensions if given: an edit's [C,1,1] may have C == n)."""
+            per_row = torch.is_tensor(t) and t.dim() > 0 and t.shape[0] == n and dim in (None, t.dim())
+            return t[a:b] if per_row else t
+
+        outs, kept = [], {name: [] for name in needed}
+        with self._lock:
+            for a in range(0, n, m):
+                b = min(a + m, n)
+                part = (x[a:b], rows(noise_labels, a, b), rows(class_labels, a, b))
+                g = self._graph(*part, self._graph_keep(keep), True)
+                for static, new in zip(g.inputs, part, strict=True):
+                    if static is not None:
+                        static.copy_(new)
+                self._load_edits(g, {k: (rows(sc, a, b, 4), rows(sh, a, b, 4)) for k, (sc, sh) in edits.items()})
+                g.graph.replay()
+                self.counts["replay"] += 1
+                outs.append(g.out.clone())
+                for name in needed:
+                    kept[name].append(g.kept[name].clone())
+        return torch.cat(outs), {name: torch.cat(parts) for name, parts in kept.items()}
 
     def _graph_keep(self, keep: Keep) -> Keep:
         """What a graph keeps of every block: once any block is hooked all are kept, so a new choice of layers
