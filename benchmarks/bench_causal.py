@@ -75,11 +75,15 @@ def gpu_and_sweep(tiny: bool, device: torch.device, compile: str, precision: str
     # Warm the batch-64 shapes (the teacher's 37-layer forward and the student's plain one compile for that shape;
     # a 2-seed warm-up warmed only batch 2, so the first timed run on the H200 included two cold compiles).
     patch_sweep(teacher, student, seeds, classes, layers[:2], batch_size=64)
+    before = copy.copy(student.net.body.counts) if student.net.body is not None else None
     sweep_s, rows = timed(lambda: patch_sweep(teacher, student, seeds, classes, layers, batch_size=64), device)
+    # How the student's body ran the sweep's calls ('replay': CUDA graphs, 'direct_edit': the uncompiled body).
+    paths = {} if before is None else {k: v - before.get(k, 0) for k, v in student.net.body.counts.items()
+                                       if v != before.get(k, 0)}
     return {"edited_student_click_s": statistics.median(gpu), "timing": "cuda events" if device.type == "cuda"
             else "wall", "sweep_s": sweep_s, "sweep_layers": len(rows), "sweep_seeds": len(seeds),
-            "largest_layer": max(rows, key=lambda r: r.rmse).layer, "eager_edit_calls": 0 if student.net.body is None
-            else student.net.body.counts["eager_edit"]}
+            "largest_layer": max(rows, key=lambda r: r.rmse).layer, "sweep_body_calls": paths,
+            "eager_edit_calls": 0 if student.net.body is None else student.net.body.counts["eager_edit"]}
 
 
 def demo_click(clicks: int, k: int = 8, threads: int = 2) -> dict:
@@ -149,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         r = results["gpu"] = gpu_and_sweep(args.tiny, device, args.compile, args.precision, args.clicks)
         print(f"edited student click: {r['edited_student_click_s'] * 1e3:.2f} ms ({r['timing']}; goal 20 ms)")
         print(f"sweep: {r['sweep_layers']} layers x {r['sweep_seeds']} seeds in {r['sweep_s']:.2f} s (goal 10 s); "
-              f"largest: {r['largest_layer']}; eager edit calls {r['eager_edit_calls']}")
+              f"largest: {r['largest_layer']}; eager edit calls {r['eager_edit_calls']}; student body calls "
+              f"{r['sweep_body_calls']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
