@@ -51,7 +51,10 @@ def test_a_goal_met_or_missed_follows_the_measurement(perf):
                                                "sweep_s": 12.0, "sweep_layers": 37, "sweep_seeds": 64}}
     rows = _by_id(goals.rows(perf, None, None, causal))
     assert rows["1"][-1] == "met" and rows["3b"][-1] == "met" and rows["3b"][3].startswith("6.3 ms")
-    assert rows["c"][-1] == "**missed**"
+    assert rows["c"][-1] == "**missed**" and rows["c"][3] == "12.0 s"
+    causal["gpu"].update(sweep_s=3.2, first_sweep_s=41.0)
+    rows = _by_id(goals.rows(perf, None, None, causal))
+    assert rows["c"][-1] == "met" and rows["c"][3] == "3.2 s (the first at this batch size, compiling: 41.0 s)"
 
 
 def test_medians_come_with_the_range_of_their_runs(perf):
