@@ -23,6 +23,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -44,7 +45,10 @@ from visualizer.models.layer_names import BOTTLENECK  # noqa: E402
 from visualizer.trace import Edit  # noqa: E402
 
 
-def gpu_and_sweep(tiny: bool, device: torch.device, compile: str, precision: str, clicks: int) -> dict:
+def gpu_and_sweep(tiny: bool, device: torch.device, compile: str, precision: str, clicks: int,
+                  report: Callable[[dict], None] = lambda part: None) -> dict:
+    """The GPU goals; `report` gets each part as it is measured (the script prints it and rewrites its JSON, so
+    a run cut short by a time limit keeps what it measured)."""
     torch.manual_seed(0)
     base = randomize_zero_init(EDMPrecond(**(TINY_KWARGS if tiny else dict(IMAGENET64_KWARGS, dropout=0.0))))
     teacher = EDMAdapter(copy.deepcopy(base), device=device, precision=precision, compile=compile)
@@ -70,6 +74,9 @@ def gpu_and_sweep(tiny: bool, device: torch.device, compile: str, precision: str
             gpu.append(start.elapsed_time(end) / 1e3)
         else:
             gpu.append(timed(lambda k=k: click(k), device)[0])
+    out = {"edited_student_click_s": statistics.median(gpu), "edited_student_click_all_s": gpu,
+           "timing": "cuda events" if device.type == "cuda" else "wall"}
+    report(out)
     seeds = list(range(8 if tiny else 64))
     classes = [s % student.num_classes for s in seeds]
 
@@ -78,21 +85,24 @@ def gpu_and_sweep(tiny: bool, device: torch.device, compile: str, precision: str
 
     # The first sweep compiles what its batch size needs (the teacher's forward keeping all 37 layers is a variant
     # of its own; the student's edited calls replay its batch-16 editable graph): the app pays it once per size.
-    first_s, _ = timed(sweep, device)
+    out["first_sweep_s"], _ = timed(sweep, device)
+    report({"first_sweep_s": out["first_sweep_s"]})
     before = copy.copy(student.net.body.counts) if student.net.body is not None else None
-    sweep_s, rows = timed(sweep, device)
+    out["sweep_s"], rows = timed(sweep, device)
     # How the student's body ran the sweep's calls ('replay': CUDA graphs, 'direct_edit': the uncompiled body).
     paths = {} if before is None else {k: v - before.get(k, 0) for k, v in student.net.body.counts.items()
                                        if v != before.get(k, 0)}
+    out.update(sweep_layers=len(rows), sweep_seeds=len(seeds), largest_layer=max(rows, key=lambda r: r.rmse).layer,
+               sweep_body_calls=paths)
+    report({k: out[k] for k in ("sweep_s", "sweep_layers", "sweep_seeds", "sweep_body_calls")})
     # Its parts, warm: the teacher's trace of one batch (37 layers kept), one edited student call of that batch.
-    teacher_s, t = timed(lambda: teacher.trace(seeds, classes, layers, forward_only=True, to_cpu=False), device)
+    out["sweep_teacher_trace_s"], t = timed(lambda: teacher.trace(seeds, classes, layers, forward_only=True,
+                                                                  to_cpu=False), device)
     edit = [Edit.replace(layers[-1], t[(layers[-1], 0)])]
-    edited_s, _ = timed(lambda: student.trace(seeds, classes, edits=edit, to_cpu=False), device)
-    return {"edited_student_click_s": statistics.median(gpu), "timing": "cuda events" if device.type == "cuda"
-            else "wall", "sweep_s": sweep_s, "first_sweep_s": first_s, "sweep_teacher_trace_s": teacher_s,
-            "sweep_edited_call_s": edited_s, "sweep_layers": len(rows), "sweep_seeds": len(seeds),
-            "largest_layer": max(rows, key=lambda r: r.rmse).layer, "sweep_body_calls": paths,
-            "eager_edit_calls": 0 if student.net.body is None else student.net.body.counts["eager_edit"]}
+    out["sweep_edited_call_s"], _ = timed(lambda: student.trace(seeds, classes, edits=edit, to_cpu=False), device)
+    out["eager_edit_calls"] = 0 if student.net.body is None else student.net.body.counts["eager_edit"]
+    report({k: out[k] for k in ("sweep_teacher_trace_s", "sweep_edited_call_s", "eager_edit_calls")})
+    return out
 
 
 def demo_click(clicks: int, k: int = 8, threads: int = 2) -> dict:
@@ -134,6 +144,11 @@ def demo_click(clicks: int, k: int = 8, threads: int = 2) -> dict:
             "generate_from_neighbours_s": statistics.median(regenerations[1:]), "generate_all_s": regenerations}
 
 
+def write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true")
@@ -159,15 +174,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         device = pick_device(args.device)
         results["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
-        r = results["gpu"] = gpu_and_sweep(args.tiny, device, args.compile, args.precision, args.clicks)
+        results["gpu"] = {}
+        start = time.perf_counter()
+
+        def report(part: dict) -> None:
+            results["gpu"].update(part)
+            write(results, args.out)
+            print(f"[{time.perf_counter() - start:.0f} s] " + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in part.items()
+                if k != "all_s" and not k.endswith("_all_s")), flush=True)
+
+        r = results["gpu"] = gpu_and_sweep(args.tiny, device, args.compile, args.precision, args.clicks, report)
         print(f"edited student click: {r['edited_student_click_s'] * 1e3:.2f} ms ({r['timing']}; goal 20 ms)")
         print(f"sweep: {r['sweep_layers']} layers x {r['sweep_seeds']} seeds in {r['sweep_s']:.2f} s (goal 10 s; "
               f"the first, compiling: {r['first_sweep_s']:.1f} s; a teacher trace {r['sweep_teacher_trace_s']:.3f} s, "
               f"an edited call {r['sweep_edited_call_s']:.3f} s); "
               f"largest: {r['largest_layer']}; eager edit calls {r['eager_edit_calls']}; student body calls "
               f"{r['sweep_body_calls']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    write(results, args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(results, indent=2))
         print(f"  {case:<34} {path:<16} " + ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
-            if not k.endswith("all_s")),
+            if k != "all_s" and not k.endswith("_all_s")),
             flush=True)
 
     eager = {"teacher": bench.adapter(EDMAdapter, "fp32", "off"), "student": bench.adapter(DMD2Adapter, "fp32", "off")}
