@@ -16,7 +16,8 @@ def test_two_processes_equal_one(ckpts, tmp_path):  # noqa: F811
     """A 2-process torchrun run equals a 1-process run, both in fresh processes with one thread count: the
     shared in-process reference is made after other tests have run in the same process, and in the full CI
     suite (never alone) its UMAP coordinates differed from a fresh process's. Thread counts change the CSV
-    (benchmarks/thread_counts.py); which test left the process at another count is not known."""
+    (benchmarks/thread_counts.py); the browser tests' app had left BLAS on one thread (concurrent sklearn
+    neighbour searches, now serialised: test_placement.py), and fresh processes stay clear of any such state."""
     env = {**os.environ, "OMP_NUM_THREADS": "2"}   # torchrun defaults every worker to 1; bit-identity needs one count
     one = tmp_path / "one"
     done = subprocess.run([sys.executable, "-m", "visualizer", *embed_args(ckpts, one)], capture_output=True,

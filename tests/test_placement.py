@@ -1,6 +1,8 @@
 """Placing points on a run's map, neighbours in its PCA space, and the map's trustworthiness (a real tiny run)."""
 
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -67,3 +69,43 @@ def test_trustworthiness_is_high_for_the_map_and_low_for_noise(space):
 def test_missing_features_are_named(tmp_path):
     with pytest.raises(UserError, match="features.npy"):
         MapSpace.load(tmp_path, np.zeros((3, 2)))
+
+
+def test_searches_from_two_threads_leave_the_blas_thread_count_as_it_was(tmp_path):
+    """sklearn caps BLAS at one thread around each neighbour search by setting the process's count and putting
+    back the count it found. A search that starts inside another thread's finds the cap and, ending last, puts
+    it back for good (seen in the app: its callbacks run in threads; later BLAS work ran on one thread, and an
+    `embed` run in that process then wrote another map). Here B starts while A is inside its search and takes
+    longer: the searches must not overlap."""
+    from threadpoolctl import ThreadpoolController
+
+    rng = np.random.default_rng(0)
+    space = MapSpace(rng.normal(size=(20_000, 32)).astype(np.float32), rng.normal(size=(20_000, 2)).astype(np.float32),
+                     tmp_path)
+    space.index     # noqa: B018  (built before the threads start)
+    blas = ThreadpoolController().select(user_api="blas").lib_controllers
+
+    def counts() -> set[int]:
+        return {lib.get_num_threads() for lib in blas}
+
+    before = counts()
+    if not blas or before == {1}:
+        pytest.skip("BLAS runs on one thread here (or threadpoolctl finds none): a cap of one cannot be seen")
+    for _ in range(5):
+        done = threading.Event()
+
+        def a(done=done):
+            space.neighbours(space.features[:2_000], 5)
+            done.set()
+
+        def b(done=done):
+            while counts() != {1} and not done.is_set():    # until A is inside its search
+                time.sleep(1e-4)
+            space.neighbours(space.features[:8_000], 5)
+
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert counts() == before

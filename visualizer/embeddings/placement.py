@@ -10,12 +10,17 @@ order). Everything here works in that PCA space, never on the 2-D map:
   training row lands on it. An approximation (transform would go on to optimise), and said so;
 - `MapSpace.trustworthiness(k)`: sklearn's trustworthiness of the map against the PCA space on a
   subsample: 1 when every 2-D neighbourhood holds only true neighbours, about 0.5 for a random map.
+
+Every neighbour search goes through `search` (see `SEARCHES`): one at a time in the process.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from sklearn.manifold import trustworthiness
@@ -23,6 +28,21 @@ from sklearn.neighbors import NearestNeighbors
 
 from visualizer.embeddings.reduce import project_new
 from visualizer.errors import UserError
+
+# sklearn caps BLAS at one thread around a neighbour search (threadpoolctl) by setting the process's count and
+# putting back the count it found. A search that starts inside another thread's finds the cap and, if it ends
+# last, puts it back for good: the app's callbacks (threads) left BLAS on one thread for the rest of the process,
+# which slowed later work and made an `embed` run in that process write another map (its PCA summed in another
+# order). So searches run one at a time.
+SEARCHES = threading.Lock()
+T = TypeVar("T")
+
+
+def search(fn: Callable[..., T], *args, **kwargs) -> T:
+    """fn(*args, **kwargs), a sklearn call that searches neighbours, holding `SEARCHES`."""
+    with SEARCHES:
+        return fn(*args, **kwargs)
+
 
 PLACEMENT = "weighted mean of the k nearest training rows' map positions in PCA space (no UMAP refit)"
 
@@ -65,7 +85,7 @@ class MapSpace:
         if q.shape[1] != self.features.shape[1]:
             raise UserError(f"neighbours: queries have {q.shape[1]} features, the map's space {self.features.shape[1]}")
         k = max(1, min(int(k), len(self.features)))
-        _, idx = self.index.kneighbors(q, n_neighbors=k)
+        _, idx = search(self.index.kneighbors, q, n_neighbors=k)
         # Distances again, directly: the index's (|a|^2 + |b|^2 - 2ab in float32) leaves ~1e-3 where a query
         # equals a row, which would keep a training row from landing on its own position.
         dist = np.linalg.norm(self.features[idx] - q[:, None, :], axis=2)
@@ -88,4 +108,5 @@ class MapSpace:
         if n <= k + 1:
             raise UserError(f"trustworthiness needs more than {k + 1} rows, the map has {n}")
         rows = np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False)
-        return float(trustworthiness(self.features[rows], self.xy[rows], n_neighbors=min(k, len(rows) // 2 - 1)))
+        return float(search(trustworthiness, self.features[rows], self.xy[rows],
+                            n_neighbors=min(k, len(rows) // 2 - 1)))

@@ -31,7 +31,7 @@ import pandas as pd
 from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
-from visualizer.embeddings.placement import MapSpace
+from visualizer.embeddings.placement import MapSpace, search
 from visualizer.errors import UserError
 from visualizer.inspection.edits import samples_source
 
@@ -186,8 +186,9 @@ class NeighbourIndex:
         """How many of the row's k nearest points on the map are among its k nearest in PCA space."""
         space = self.space()
         row, k = self.check_row(row), self.check_k(k)
-        near_pca = _others(space.index.kneighbors(space.features[row:row + 1], k + 1, return_distance=False)[0], row, k)
-        near_map = _others(self._map_nn().kneighbors(space.xy[row:row + 1], k + 1, return_distance=False)[0], row, k)
+        near_pca = search(space.index.kneighbors, space.features[row:row + 1], k + 1, return_distance=False)[0]
+        near_map = search(self._map_nn().kneighbors, space.xy[row:row + 1], k + 1, return_distance=False)[0]
+        near_pca, near_map = _others(near_pca, row, k), _others(near_map, row, k)
         return PointAgreement(k, len(set(near_pca) & set(near_map)), k / (len(space.features) - 1))
 
     # -- the run ----------------------------------------------------------------------------------------------
@@ -226,7 +227,7 @@ def map_trust(features: np.ndarray, xy: np.ndarray, k: int, sample: int = TRUST_
     near_x = np.argsort(rank, axis=1)[:, :k]           # each point's k nearest in PCA space (itself excluded)
 
     def per_point(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        near_y = NearestNeighbors(n_neighbors=k).fit(positions).kneighbors(return_distance=False)
+        near_y = search(NearestNeighbors(n_neighbors=k).fit(positions).kneighbors, return_distance=False)
         return _trust_terms(rank, near_y, k), _agreement(near_x, near_y)
 
     t_i, a_i = per_point(Y)
