@@ -1,6 +1,5 @@
 """The look every feature shares: box and text styles, a row of radio buttons, the placeholder figure of an
-empty view, and the
-checks of what users type that more than one feature reads (`parse_seed`, `parse_seeds`)."""
+empty view, and the checks of what users type that more than one feature reads (`parse_seed`, `parse_seeds`)."""
 
 from __future__ import annotations
 

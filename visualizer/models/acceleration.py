@@ -154,18 +154,10 @@ class FastBody:
         needed = [n for n, h in hooks.items() if any(map(_needs_output, h))]
         if self.graphs and x.is_cuda and x.shape[0] <= self.graph_max_batch:
             with self._lock:
-                g = self._graph(x, noise_labels, class_labels, self._graph_keep(keep), bool(edits))
-                for static, new in zip(g.inputs, (x, noise_labels, class_labels), strict=True):
-                    if static is not None:
-                        static.copy_(new)
-                if g.edits:
-                    self._load_edits(g, edits)
-                g.graph.replay()
-                self.counts["replay"] += 1
-                out, kept = g.out.clone(), {n: g.kept[n].clone() for n in needed}   # the next replay overwrites g's
+                out, kept = self._replay((x, noise_labels, class_labels), keep, edits, needed)
         elif edits and self.graphs and x.is_cuda:
             # Large edited batches replay the editable graph in graph-sized chunks: a compiled body would be
-            # recompiled for every set of edited blocks, and the uncompiled one is several times slower.
+            # recompiled for every set of edited blocks, while the editable graph is captured once per shape.
             out, kept = self._chunked(x, noise_labels, class_labels, keep, edits, needed)
         elif edits:
             self.counts["direct_edit"] += 1
@@ -200,17 +192,27 @@ class FastBody:
             for a in range(0, n, m):
                 b = min(a + m, n)
                 part = (x[a:b], rows(noise_labels, a, b), rows(class_labels, a, b))
-                g = self._graph(*part, self._graph_keep(keep), True)
-                for static, new in zip(g.inputs, part, strict=True):
-                    if static is not None:
-                        static.copy_(new)
-                self._load_edits(g, {k: (rows(sc, a, b, 4), rows(sh, a, b, 4)) for k, (sc, sh) in edits.items()})
-                g.graph.replay()
-                self.counts["replay"] += 1
-                outs.append(g.out.clone())
+                out, part_kept = self._replay(part, keep, {k: (rows(sc, a, b, 4), rows(sh, a, b, 4))
+                                                           for k, (sc, sh) in edits.items()}, needed)
+                outs.append(out)
                 for name in needed:
-                    kept[name].append(g.kept[name].clone())
+                    kept[name].append(part_kept[name])
         return torch.cat(outs), {name: torch.cat(parts) for name, parts in kept.items()}
+
+    def _replay(self, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], keep: Keep, edits: Edits,
+                needed: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One replay of the graph for these inputs (captured on first use; editable when there are edits), with
+        its output and the `needed` blocks' kept values cloned: the next replay overwrites the graph's. Under
+        `_lock`."""
+        g = self._graph(*inputs, self._graph_keep(keep), bool(edits))
+        for static, new in zip(g.inputs, inputs, strict=True):
+            if static is not None:
+                static.copy_(new)
+        if g.edits:
+            self._load_edits(g, edits)
+        g.graph.replay()
+        self.counts["replay"] += 1
+        return g.out.clone(), {n: g.kept[n].clone() for n in needed}
 
     def _graph_keep(self, keep: Keep) -> Keep:
         """What a graph keeps of every block: once any block is hooked all are kept, so a new choice of layers
