@@ -35,6 +35,7 @@ agree with float64 to about 1e-5); every sum built from them is float64.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -459,8 +460,19 @@ def _budget(device: torch.device, max_bytes: int | None) -> int:
     return 2 << 30
 
 
+# TF32 is a process-wide switch: a run turns it off and puts back what it found. Two runs at once (the app's
+# matrix and alignment jobs are threads) could interleave so that the later one puts back the earlier one's
+# "off" for good, so runs take turns.
+_TF32_SWITCH = threading.Lock()
+
+
 def _run(xs: list, ys: list, rs: Resampling, device, dtype, max_bytes) -> dict[str, torch.Tensor]:
     """Gram matrices of every column set once; the row sets in chunks that fit the memory budget."""
+    with _TF32_SWITCH:
+        return _run_exact(xs, ys, rs, device, dtype, max_bytes)
+
+
+def _run_exact(xs: list, ys: list, rs: Resampling, device, dtype, max_bytes) -> dict[str, torch.Tensor]:
     size = rs.blocks * rs.width
     itemsize = torch.tensor([], dtype=dtype).element_size()
     per_gram = size * size * itemsize
