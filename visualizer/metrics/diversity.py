@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 from collections.abc import Mapping, Sequence
 
 import joblib
@@ -69,6 +70,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + (A ** 2).sum() / n + (B ** 2).sum() / m - 2 * tr_sqrt)
 
 
+_QUIET = threading.Lock()
+
+
 def prdc(reference: np.ndarray, generated: np.ndarray, k: int = NEAREST_K) -> dict[str, float]:
     """Precision, recall, density and coverage of `generated` against `reference` (k-NN balls of size k)."""
     from prdc import compute_prdc  # the authors' implementation (numpy + scikit-learn)
@@ -81,7 +85,9 @@ def prdc(reference: np.ndarray, generated: np.ndarray, k: int = NEAREST_K) -> di
     # prdc asks sklearn for its distance matrices with n_jobs=8: joblib's workers cost ~0.1 s a call (2.4 s the
     # first) against 3 ms for 20 x 20 rows and 0.19 s against 0.72 s for 2,000 x 2,000 (numpy's BLAS threads
     # anyway); joblib's sequential backend keeps it in this thread. Same numbers either way.
-    with contextlib.redirect_stdout(io.StringIO()), joblib.parallel_config(backend="sequential"):
+    # prdc prints its set sizes; silencing it swaps the process's stdout, so calls from threads (the app's
+    # jobs) take turns: two interleaved swaps would leave stdout pointing at the later one's buffer for good.
+    with _QUIET, contextlib.redirect_stdout(io.StringIO()), joblib.parallel_config(backend="sequential"):
         out = compute_prdc(ref, gen, nearest_k=int(k))
     return {name: float(v) for name, v in out.items()}
 
