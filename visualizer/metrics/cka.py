@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 import threading
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -366,20 +365,23 @@ def _summarise(rows, cols, n, parts: dict, confidence: float, method: dict) -> C
 
 
 def _reduce(a: np.ndarray, fn) -> np.ndarray:
-    """fn over the draws (axis 0); NaN where there are none (all-NaN cells stay NaN, without a warning)."""
+    """fn over the draws (axis 0); NaN where there are none. All-NaN cells are left out rather than warned about
+    under `warnings.catch_warnings`, which swaps a process-wide filter list (not safe from the app's threads)."""
     if a.shape[0] == 0:
         return np.full(a.shape[1:], np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return fn(a, axis=0)
+    none = np.isnan(a).all(axis=0)
+    out = fn(np.where(none, a.dtype.type(0), a), axis=0)     # zeros where all-NaN: no warning
+    out[none] = np.nan
+    return out
 
 
 def _quantiles(a: np.ndarray, qs) -> np.ndarray:
     if a.shape[0] == 0:
         return np.full((len(qs), *a.shape[1:]), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanquantile(a, qs, axis=0)
+    none = np.isnan(a).all(axis=0)
+    out = np.nanquantile(np.where(none, a.dtype.type(0), a), qs, axis=0)
+    out[:, none] = np.nan
+    return out
 
 
 def cka_matrix(
