@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from overlap import overlap
 
 from visualizer.errors import UserError
 from visualizer.metrics.cka import (
@@ -172,9 +173,6 @@ def test_runs_in_two_threads_leave_the_tf32_switch_as_they_found_it():
     """A run turns TF32 off (a process-wide switch) and puts back what it found. B starts while A is inside and
     takes longer: were they to overlap, B would find "off" and, ending last, leave it off (the app's matrix and
     alignment jobs are threads)."""
-    import threading
-    import time
-
     rng = np.random.default_rng(0)
     small = {"x": rng.normal(size=(64, 16))}
     big = {"x": rng.normal(size=(256, 64))}
@@ -183,22 +181,9 @@ def test_runs_in_two_threads_leave_the_tf32_switch_as_they_found_it():
     switch.allow_tf32 = True
     try:
         for _ in range(3):
-            done = threading.Event()
-
-            def a(done=done):
-                cka_matrix(small, small, resamples=200, null=20, blocks=16)
-                done.set()
-
-            def b(done=done):
-                while switch.allow_tf32 and not done.is_set():     # until A is inside its run
-                    time.sleep(1e-4)
-                cka_matrix(big, big, resamples=400, null=40, blocks=16)
-
-            threads = [threading.Thread(target=a), threading.Thread(target=b)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            overlap(lambda: cka_matrix(small, small, resamples=200, null=20, blocks=16),
+                    lambda: cka_matrix(big, big, resamples=400, null=40, blocks=16),
+                    inside=lambda: not switch.allow_tf32)
             assert switch.allow_tf32 is True
     finally:
         switch.allow_tf32 = found

@@ -1,9 +1,12 @@
 """Sample-set scores and the common probe (issue 16): constructed sets with known answers."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
 from nets import tiny_net
+from overlap import overlap
 
 from visualizer.adapters.edm import EDMAdapter
 from visualizer.errors import UserError
@@ -203,28 +206,10 @@ def test_prdc_from_two_threads_leaves_stdout_as_it_found_it():
     """prdc's printing is silenced by swapping the process's stdout. B starts while A is inside and takes longer:
     were they to overlap, B would keep A's buffer and put it back last, and the process would print into it
     for good (the app's jobs are threads)."""
-    import sys
-    import threading
-    import time
-
     rng = np.random.default_rng(0)
     small, big = rng.normal(size=(300, 8)), rng.normal(size=(1500, 8))
     real = sys.stdout
     for _ in range(3):
-        done = threading.Event()
-
-        def a(done=done):
-            diversity.prdc(small, small + 0.1, 5)
-            done.set()
-
-        def b(done=done):
-            while sys.stdout is real and not done.is_set():      # until A is inside
-                time.sleep(1e-4)
-            diversity.prdc(big, big + 0.1, 5)
-
-        threads = [threading.Thread(target=a), threading.Thread(target=b)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        overlap(lambda: diversity.prdc(small, small + 0.1, 5), lambda: diversity.prdc(big, big + 0.1, 5),
+                inside=lambda: sys.stdout is not real)
         assert sys.stdout is real

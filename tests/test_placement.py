@@ -1,11 +1,10 @@
 """Placing points on a run's map, neighbours in its PCA space, and the map's trustworthiness (a real tiny run)."""
 
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
+from overlap import overlap
 from test_embed_pipeline import BATCH, TEACHER_STEPS, ckpts, reference  # noqa: F401  (the session's tiny run)
 
 from visualizer.embeddings.placement import MapSpace
@@ -92,20 +91,6 @@ def test_searches_from_two_threads_leave_the_blas_thread_count_as_it_was(tmp_pat
     if not blas or before == {1}:
         pytest.skip("BLAS runs on one thread here (or threadpoolctl finds none): a cap of one cannot be seen")
     for _ in range(5):
-        done = threading.Event()
-
-        def a(done=done):
-            space.neighbours(space.features[:2_000], 5)
-            done.set()
-
-        def b(done=done):
-            while counts() != {1} and not done.is_set():    # until A is inside its search
-                time.sleep(1e-4)
-            space.neighbours(space.features[:8_000], 5)
-
-        threads = [threading.Thread(target=a), threading.Thread(target=b)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        overlap(lambda: space.neighbours(space.features[:2_000], 5),
+                lambda: space.neighbours(space.features[:8_000], 5), inside=lambda: counts() == {1})
         assert counts() == before
