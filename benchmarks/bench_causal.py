@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT), str(ROOT / "tests")]
 
-from bench_performance import randomize_zero_init, timed  # noqa: E402
+from bench_performance import randomize_zero_init, timed, values_line  # noqa: E402
 from nets import TINY_KWARGS  # noqa: E402
 
 from visualizer.adapters.dmd2 import DMD2Adapter  # noqa: E402
@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         def report(part: dict) -> None:
             results["gpu"].update(part)
             write(results, args.out)
-            print(f"[{time.perf_counter() - start:.0f} s] " + ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in part.items()
-                if k != "all_s" and not k.endswith("_all_s")), flush=True)
+            print(f"[{time.perf_counter() - start:.0f} s] " + values_line(part), flush=True)
 
         r = results["gpu"] = gpu_and_sweep(args.tiny, device, args.compile, args.precision, args.clicks, report)
         print(f"edited student click: {r['edited_student_click_s'] * 1e3:.2f} ms ({r['timing']}; goal 20 ms)")

@@ -68,6 +68,12 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
+def values_line(values: dict) -> str:
+    """'k=v, ...' of a measured case for the console; every run's times (`all_s`, `*_all_s`) stay in the JSON."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+                     if k != "all_s" and not k.endswith("_all_s"))
+
+
 def randomize_zero_init(net: EDMPrecond) -> EDMPrecond:
     """A fresh EDMPrecond zero-initialises its residual branches and output layer (so F(x) = 0);
     fill those with default-scale noise so that the fidelity check compares a real function."""
@@ -217,10 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         """Records a case and rewrites the file, so a run cut short by a time limit keeps what it measured."""
         results["cases"].append({"case": case, "path": path, **values})
         args.out.write_text(json.dumps(results, indent=2))
-        print(f"  {case:<34} {path:<16} " + ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
-            if k != "all_s" and not k.endswith("_all_s")),
-            flush=True)
+        print(f"  {case:<34} {path:<16} " + values_line(values), flush=True)
 
     eager = {"teacher": bench.adapter(EDMAdapter, "fp32", "off"), "student": bench.adapter(DMD2Adapter, "fp32", "off")}
     fast = {"teacher": bench.adapter(EDMAdapter, args.precision, args.compile),

@@ -43,6 +43,7 @@ EDITED_STUDENT_S = 0.020
 SWEEP_S = 10.0
 STUDENT_CLICK_S = 0.010
 
+
 def _spread(values: list[float] | None, fmt: str, scale: float = 1.0, invert: float | None = None) -> str:
     """', range lo-hi of n runs' for a median's runs (files from before `all_s` was kept show nothing): a gap
     between two figures narrower than their ranges is run-to-run noise, not a difference. `invert` reports

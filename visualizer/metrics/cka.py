@@ -471,10 +471,10 @@ _TF32_SWITCH = threading.Lock()
 def _run(xs: list, ys: list, rs: Resampling, device, dtype, max_bytes) -> dict[str, torch.Tensor]:
     """Gram matrices of every column set once; the row sets in chunks that fit the memory budget."""
     with _TF32_SWITCH:
-        return _run_exact(xs, ys, rs, device, dtype, max_bytes)
+        return _run_tf32_off(xs, ys, rs, device, dtype, max_bytes)
 
 
-def _run_exact(xs: list, ys: list, rs: Resampling, device, dtype, max_bytes) -> dict[str, torch.Tensor]:
+def _run_tf32_off(xs: list, ys: list, rs: Resampling, device, dtype, max_bytes) -> dict[str, torch.Tensor]:
     size = rs.blocks * rs.width
     itemsize = torch.tensor([], dtype=dtype).element_size()
     per_gram = size * size * itemsize
