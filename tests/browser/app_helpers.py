@@ -47,6 +47,34 @@ def wait_js(dash_duo, script: str, timeout: float = 30.0, *args):
     raise AssertionError(f"timed out after {timeout} s waiting for: {script[:200]} (last value {last!r})")
 
 
+def pick_option(dash_duo, ident: str, label: str, close: bool = False) -> None:
+    """Chooses the option of dropdown `ident` that typing `label` finds, as a user does. On a busy page the click
+    may not have opened the dropdown yet, and keys typed then go nowhere: it waits for the search box to have
+    the focus and for the filtered option to show before pressing Enter, and starts again if either does not
+    come (nothing was chosen then). `close`: Escape afterwards (a multi-select stays open)."""
+    from selenium.webdriver.common.keys import Keys
+
+    option = ("return [...document.querySelectorAll('.dash-dropdown-option')]"
+              ".some(o => o.offsetParent !== null && o.textContent.includes(arguments[0]));")
+    for _ in range(3):
+        dash_duo.find_element(f"#{ident}").click()
+        try:
+            wait_js(dash_duo, "const a = document.activeElement;"
+                              "return !!a && a.classList.contains('dash-dropdown-search');", 5)
+            search = dash_duo.driver.switch_to.active_element
+            search.send_keys(Keys.CONTROL, "a")          # a search left from an attempt before is typed over
+            search.send_keys(label)
+            wait_js(dash_duo, option, 5, label)
+        except AssertionError:
+            dash_duo.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+            continue
+        search.send_keys(Keys.ENTER)
+        if close:
+            search.send_keys(Keys.ESCAPE)
+        return
+    raise AssertionError(f"could not choose {label!r} in #{ident}")
+
+
 def point_pixels(dash_duo, graph_id: str, x: float, y: float) -> tuple[float, float]:
     """(px, py) of data point (x, y) from the top-left of the graph's drag layer, from the figure's own axes."""
     return dash_duo.driver.execute_script(

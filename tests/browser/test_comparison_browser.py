@@ -9,10 +9,9 @@ $VISUALIZER_DEMO_COMPARISON=1; it takes a few minutes on 2 CPU cores.
 
 import dataclasses
 import os
-import time
 
 import pytest
-from app_helpers import SCREENSHOTS_ENV, make_app, settle, start, wait_js
+from app_helpers import SCREENSHOTS_ENV, make_app, pick_option, settle, start, wait_js
 from PIL import Image
 from selenium.webdriver.common.keys import Keys
 
@@ -30,19 +29,9 @@ def _type(dash_duo, selector: str, text: str) -> None:
 
 
 def _pick(dash_duo, ident: str, label: str) -> None:
-    """Chooses the option `label` of dropdown `ident` by typing it, as a user does (again if the page was busy)."""
-    for _ in range(3):
-        dash_duo.find_element(f"#{ident}").click()
-        time.sleep(0.3)
-        search = dash_duo.driver.switch_to.active_element
-        search.send_keys(label)
-        search.send_keys(Keys.ENTER)
-        try:
-            wait_js(dash_duo, f"return document.getElementById('{ident}').textContent.includes({label!r});", 5)
-            return
-        except AssertionError:
-            continue
-    raise AssertionError(f"could not choose {label!r} in #{ident}")
+    """Chooses the option `label` of dropdown `ident` and waits until the dropdown shows it."""
+    pick_option(dash_duo, ident, label)
+    wait_js(dash_duo, f"return document.getElementById('{ident}').textContent.includes({label!r});", 5)
 
 
 def _compute(dash_duo, matrix_seeds: str, alignment_seeds: str, timeout: float) -> None:

@@ -22,6 +22,7 @@ from app_helpers import (
     hover_point,
     isolated_row,
     make_app,
+    pick_option,
     screenshot,
     settle,
     start,
@@ -238,11 +239,7 @@ def test_naming_seeds_hidden_models_hover_colours_and_exports(dash_duo, small_cs
 
     # 9: colour the picked classes, the rest grey; a colour-blind-safe palette
     dash_duo.find_element("#palette input[value='colour-blind']").click()
-    dash_duo.find_element("#class-highlight").click()
-    search = dash_duo.driver.switch_to.active_element
-    search.send_keys("class 3")
-    search.send_keys(Keys.ENTER)
-    search.send_keys(Keys.ESCAPE)
+    pick_option(dash_duo, "class-highlight", "class 3", close=True)
     scatter = "const p = document.querySelector('#scatter .js-plotly-plot');"
     wait_js(dash_duo, scatter + "return p.data.some(t => t.name === '3 · class 3');", 60)
     traces = dash_duo.driver.execute_script(    # the class traces (explore's found ring and trajectory come after)
